@@ -1,0 +1,146 @@
+"""Lifting and group convolution layers.
+
+Shapes (``G`` = order of the layer's group, ``k`` = kernel size):
+
+* :class:`LiftingConv2d`: ``(B, C_in, H, W) -> (B, C_out, G, H', W')``
+* :class:`GroupConv2d`:   ``(B, C_in, G, H, W) -> (B, C_out, G, H', W')``
+
+Both store ``weight`` of shape ``(C_out, C_in, G_in, k, k)`` (``G_in`` = 1 for
+lifting) and ``bias`` of shape ``(C_out,)``, one bias per G-channel shared over
+the group axis. The forward pass is one :func:`torch.nn.functional.conv2d`
+with the bank from :func:`gcnn.expansion.expand_filters`. In eval mode the
+bank is cached until the weight changes (an optimiser step, ``load_state_dict``
+or any in-place edit) or the module returns to training; the cache is never in
+the ``state_dict``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .expansion import expand_filters, expansion_index
+from .groups import Group, get_group
+
+__all__ = ["LiftingConv2d", "GroupConv2d"]
+
+
+def _is_compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+class _GConv2d(nn.Module):
+    """Shared machinery; use :class:`LiftingConv2d` or :class:`GroupConv2d`."""
+
+    lifting: bool
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, group: str | Group,
+                 stride: int = 1, padding: int = 0, bias: bool = True) -> None:
+        super().__init__()
+        self.group = get_group(group)
+        self.in_channels = _check_int("in_channels", in_channels, 1)
+        self.out_channels = _check_int("out_channels", out_channels, 1)
+        if isinstance(kernel_size, (tuple, list)):
+            if len(set(kernel_size)) != 1:
+                raise ValueError(
+                    f"kernel_size {tuple(kernel_size)!r} is not square; rotations need a square "
+                    "kernel with an odd side (1, 3, 5, ...)")
+            kernel_size = kernel_size[0]
+        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(
+                f"kernel_size {kernel_size!r} breaks the square symmetry; expected an odd int "
+                "(1, 3, 5, ...) so the filter has a centre pixel to rotate about")
+        self.kernel_size = kernel_size
+        self.stride = _check_int("stride", stride, 1)
+        self.padding = _check_int("padding", padding, 0)
+        self.in_order = 1 if self.lifting else self.group.order
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.in_order,
+                                               kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.register_buffer(
+            "expansion_index",
+            expansion_index(self.group, in_channels, self.in_order, kernel_size),
+            persistent=False)
+        self._cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
+        self.reset_parameters()
+
+    @property
+    def fan_in(self) -> int:
+        """True fan-in of one output unit: ``C_in * G_in * k * k``."""
+        return self.in_channels * self.in_order * self.kernel_size ** 2
+
+    def reset_parameters(self) -> None:
+        """He (Kaiming) normal init with the true fan-in; zero bias."""
+        nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 / self.fan_in))
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def expanded_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The plain ``conv2d`` bank ``(C_out * G, C_in * G_in, k, k)`` and bias ``(C_out * G,)``."""
+        weight = expand_filters(self.weight, self.expansion_index, self.group.order)
+        bias = None if self.bias is None else self.bias.repeat_interleave(self.group.order)
+        return weight, bias
+
+    def _bank(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        grads_needed = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        if self.training or grads_needed or _is_compiling():
+            self._cache = None
+            return self.expanded_weight()
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, *self.expanded_weight())
+        return self._cache[1], self._cache[2]
+
+    def train(self, mode: bool = True) -> "_GConv2d":
+        self._cache = None
+        return super().train(mode)
+
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._check_input(x)
+        weight, bias = self._bank()
+        y = F.conv2d(x, weight, bias, stride=self.stride, padding=self.padding)
+        return y.view(y.shape[0], self.out_channels, self.group.order, *y.shape[-2:])
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"group={self.group.name!r}, stride={self.stride}, padding={self.padding}, "
+                f"bias={self.bias is not None}")
+
+
+class LiftingConv2d(_GConv2d):
+    """Lift a plain image to a G-feature map: ``(B, C_in, H, W) -> (B, C_out, G, H', W')``."""
+
+    lifting = True
+
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"LiftingConv2d expects an image batch (B, {self.in_channels}, H, W), "
+                f"got shape {tuple(x.shape)}")
+        return x
+
+
+class GroupConv2d(_GConv2d):
+    """Convolve G-feature maps: ``(B, C_in, G, H, W) -> (B, C_out, G, H', W')``."""
+
+    lifting = False
+
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        expected = (self.in_channels, self.group.order)
+        if x.dim() != 5 or tuple(x.shape[1:3]) != expected:
+            raise ValueError(
+                f"GroupConv2d expects a G-feature map (B, {self.in_channels}, {self.group.order}, H, W) "
+                f"for group {self.group.name!r}, got shape {tuple(x.shape)}")
+        return x.flatten(1, 2)

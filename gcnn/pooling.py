@@ -1,0 +1,79 @@
+"""Pooling over the group axis and over the plane of G-feature maps."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .groups import Group, get_group
+
+__all__ = ["GroupPool", "SpatialPool2d", "GlobalAvgPool"]
+
+_MODES = ("max", "mean")
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in _MODES:
+        raise ValueError(f"unknown pooling mode {mode!r}; expected one of {list(_MODES)}")
+    return mode
+
+
+class GroupPool(nn.Module):
+    """Reduce the group axis: ``(B, C, G, H, W) -> (B, C, H, W)``.
+
+    The result is invariant to the group's action on the axis (and transforms
+    like a plain image under rotations/flips of the plane).
+    """
+
+    def __init__(self, group: str | Group, mode: str = "max") -> None:
+        super().__init__()
+        self.group = get_group(group)
+        self.mode = _check_mode(mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5 or x.shape[2] != self.group.order:
+            raise ValueError(
+                f"GroupPool expects a G-feature map (B, C, {self.group.order}, H, W) for group "
+                f"{self.group.name!r}, got shape {tuple(x.shape)}")
+        return x.amax(dim=2) if self.mode == "max" else x.mean(dim=2)
+
+    def extra_repr(self) -> str:
+        return f"group={self.group.name!r}, mode={self.mode!r}"
+
+
+class SpatialPool2d(nn.Module):
+    """Max or average pooling over the plane of a G-feature map, each group
+    element pooled separately: ``(B, C, G, H, W) -> (B, C, G, H', W')``.
+    Also accepts plain ``(B, C, H, W)`` images.
+
+    Exactly equivariant only when the pooling grid is symmetric about the
+    centre (e.g. kernel 3, stride 2, padding 1 on odd sizes).
+    """
+
+    def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0,
+                 mode: str = "max") -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
+        self.mode = _check_mode(mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (4, 5):
+            raise ValueError(f"SpatialPool2d expects (B, C, H, W) or (B, C, G, H, W), got shape {tuple(x.shape)}")
+        shape = x.shape
+        flat = x.flatten(1, 2) if x.dim() == 5 else x
+        pool = F.max_pool2d if self.mode == "max" else F.avg_pool2d
+        y = pool(flat, self.kernel_size, self.stride, self.padding)
+        return y.view(*shape[:-2], *y.shape[-2:])
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, mode={self.mode!r}"
+
+
+class GlobalAvgPool(nn.Module):
+    """Average over the plane and (for 5-D input) the group axis:
+    ``(B, C, G, H, W)`` or ``(B, C, H, W) -> (B, C)``. Invariant to the group."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (4, 5):
+            raise ValueError(f"GlobalAvgPool expects (B, C, H, W) or (B, C, G, H, W), got shape {tuple(x.shape)}")
+        return x.flatten(2).mean(dim=2)

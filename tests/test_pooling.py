@@ -1,0 +1,75 @@
+"""Group pooling (invariance), spatial pooling and dropout on G-feature maps, and a full stack."""
+import pytest
+import torch
+from torch import nn
+
+import gcnn
+
+
+def features(rng, group, size=9):
+    return torch.randn(2, 3, group.order, size, size, generator=rng, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("mode", ["max", "mean"])
+def test_group_pool_is_invariant_over_the_group_axis(group, rng, check_equivariant, mode):
+    """pool(g f) = g_plane pool(f): the group axis is gone, only the plane moves."""
+    pool = gcnn.GroupPool(group=group, mode=mode)
+    x = features(rng, group)
+    y = pool(x)
+    assert y.shape == (2, 3, 9, 9)
+    for g in range(group.order):
+        assert torch.allclose(pool(group.transform_features(x, g)), group.transform_image(y, g), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["max", "mean"])
+def test_spatial_pool_is_equivariant_on_symmetric_grids(group, rng, check_equivariant, mode):
+    pool = gcnn.SpatialPool2d(3, stride=2, padding=1, mode=mode)
+    x = features(rng, group)
+    assert pool(x).shape == (2, 3, group.order, 5, 5)
+    check_equivariant(pool, x, group)
+
+
+def test_dropout_and_relu_work_elementwise_on_feature_maps(group, rng):
+    x = features(rng, group)
+    assert nn.Dropout(0.5)(x).shape == nn.ReLU()(x).shape == x.shape
+
+
+def full_stack(group):
+    return nn.Sequential(
+        nn.Dropout(0.2),
+        gcnn.LiftingConv2d(3, 4, 3, group=group, padding=1),
+        gcnn.GroupBatchNorm2d(4, group=group), nn.ReLU(),
+        gcnn.GroupConv2d(4, 5, 3, group=group, stride=2, padding=1),      # 9 -> 5
+        gcnn.GroupBatchNorm2d(5, group=group), nn.ReLU(), nn.Dropout(0.5),
+        gcnn.SpatialPool2d(3, stride=2, padding=1),                         # 5 -> 3
+        gcnn.GroupConv2d(5, 6, 1, group=group),
+        gcnn.GroupPool(group=group, mode="max"),
+        gcnn.GlobalAvgPool(),
+    ).double()
+
+
+def test_full_stack_is_invariant(group, rng, check_equivariant):
+    net = full_stack(group)
+    x = torch.randn(4, 3, 9, 9, generator=rng, dtype=torch.float64)
+    for _ in range(2):
+        net(x)  # train-mode passes give the BN layers running statistics
+    net.eval()
+    check_equivariant(net, x, group, invariant=True)
+
+
+def test_full_stack_in_train_mode_is_invariant_without_dropout(group, rng, check_equivariant):
+    net = full_stack(group)
+    for m in net.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    x = torch.randn(4, 3, 9, 9, generator=rng, dtype=torch.float64)
+    check_equivariant(net, x, group, invariant=True)
+
+
+def test_bad_pooling_arguments():
+    with pytest.raises(ValueError, match=r"unknown pooling mode 'avg'; expected one of \['max', 'mean'\]"):
+        gcnn.GroupPool(group="p4", mode="avg")
+    with pytest.raises(ValueError, match=r"GroupPool expects .*\(B, C, 4, H, W\).*got shape \(2, 3, 5, 5\)"):
+        gcnn.GroupPool(group="p4")(torch.zeros(2, 3, 5, 5))
+    with pytest.raises(ValueError, match=r"got shape \(5, 5\)"):
+        gcnn.SpatialPool2d(2)(torch.zeros(5, 5))
