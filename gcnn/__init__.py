@@ -5,6 +5,7 @@ the group conventions are documented in :mod:`gcnn.groups`.
 """
 from .conv import GroupConv2d, LiftingConv2d
 from .expansion import expand_filters, expansion_index
+from .export import PlainGroupConv2d, to_plain_conv
 from .groups import GROUP_NAMES, Group, get_group
 from .norm import GroupBatchNorm2d
 from .pooling import GlobalAvgPool, GroupPool, SpatialPool2d
@@ -14,5 +15,6 @@ __all__ = [
     "expand_filters", "expansion_index",
     "LiftingConv2d", "GroupConv2d", "GroupBatchNorm2d",
     "GroupPool", "SpatialPool2d", "GlobalAvgPool",
+    "PlainGroupConv2d", "to_plain_conv",
 ]
 __version__ = "0.1.0"

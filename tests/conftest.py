@@ -5,6 +5,7 @@ from typing import Callable
 
 import pytest
 import torch
+from torch import nn
 
 import gcnn
 
@@ -52,3 +53,23 @@ def check_equivariant() -> Callable[..., None]:
 @pytest.fixture
 def equivariance_error_of() -> Callable[..., float]:
     return equivariance_error
+
+
+def _full_stack(group: gcnn.Group) -> nn.Module:
+    """Every layer kind in one float64 net, 9x9 input -> invariant (B, 6) output."""
+    return nn.Sequential(
+        nn.Dropout(0.2),
+        gcnn.LiftingConv2d(3, 4, 3, group=group, padding=1),
+        gcnn.GroupBatchNorm2d(4, group=group), nn.ReLU(),
+        gcnn.GroupConv2d(4, 5, 3, group=group, stride=2, padding=1),      # 9 -> 5
+        gcnn.GroupBatchNorm2d(5, group=group), nn.ReLU(), nn.Dropout(0.5),
+        gcnn.SpatialPool2d(3, stride=2, padding=1),                         # 5 -> 3
+        gcnn.GroupConv2d(5, 6, 1, group=group),
+        gcnn.GroupPool(group=group, mode="max"),
+        gcnn.GlobalAvgPool(),
+    ).double()
+
+
+@pytest.fixture
+def full_stack() -> Callable[[gcnn.Group], nn.Module]:
+    return _full_stack

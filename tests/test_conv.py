@@ -3,7 +3,7 @@ import copy
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -40,12 +40,11 @@ def test_group_conv_is_equivariant(group, rng, check_equivariant, kernel_size, s
     check_equivariant(layer.double(), features(rng, group, size=size), group)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(["p4", "p4m"]), c_in=st.integers(1, 4), c_out=st.integers(1, 4),
        kernel_size=st.sampled_from([1, 3, 5]), half=st.integers(1, 5), batch=st.integers(1, 3),
        seed=st.integers(0, 2**16))
-def test_random_shapes_are_equivariant(name, c_in, c_out, kernel_size, half, batch, seed):
-    from conftest import equivariance_error
+def test_random_shapes_are_equivariant(equivariance_error_of, name, c_in, c_out, kernel_size, half, batch, seed):
     group = gcnn.get_group(name)
     torch.manual_seed(seed)
     size = 2 * half + 1
@@ -54,7 +53,7 @@ def test_random_shapes_are_equivariant(name, c_in, c_out, kernel_size, half, bat
         gcnn.GroupConv2d(c_out, c_in, kernel_size, group=group, padding=kernel_size // 2),
     ).double()
     x = torch.randn(batch, c_in, size, size, dtype=torch.float64)
-    assert equivariance_error(stack, x, group) < 1e-10
+    assert equivariance_error_of(stack, x, group) < 1e-10
 
 
 def test_negative_control_plain_conv_is_not_equivariant(rng, equivariance_error_of):

@@ -34,21 +34,7 @@ def test_dropout_and_relu_work_elementwise_on_feature_maps(group, rng):
     assert nn.Dropout(0.5)(x).shape == nn.ReLU()(x).shape == x.shape
 
 
-def full_stack(group):
-    return nn.Sequential(
-        nn.Dropout(0.2),
-        gcnn.LiftingConv2d(3, 4, 3, group=group, padding=1),
-        gcnn.GroupBatchNorm2d(4, group=group), nn.ReLU(),
-        gcnn.GroupConv2d(4, 5, 3, group=group, stride=2, padding=1),      # 9 -> 5
-        gcnn.GroupBatchNorm2d(5, group=group), nn.ReLU(), nn.Dropout(0.5),
-        gcnn.SpatialPool2d(3, stride=2, padding=1),                         # 5 -> 3
-        gcnn.GroupConv2d(5, 6, 1, group=group),
-        gcnn.GroupPool(group=group, mode="max"),
-        gcnn.GlobalAvgPool(),
-    ).double()
-
-
-def test_full_stack_is_invariant(group, rng, check_equivariant):
+def test_full_stack_is_invariant(group, rng, check_equivariant, full_stack):
     net = full_stack(group)
     x = torch.randn(4, 3, 9, 9, generator=rng, dtype=torch.float64)
     for _ in range(2):
@@ -57,7 +43,7 @@ def test_full_stack_is_invariant(group, rng, check_equivariant):
     check_equivariant(net, x, group, invariant=True)
 
 
-def test_full_stack_in_train_mode_is_invariant_without_dropout(group, rng, check_equivariant):
+def test_full_stack_in_train_mode_is_invariant_without_dropout(group, rng, check_equivariant, full_stack):
     net = full_stack(group)
     for m in net.modules():
         if isinstance(m, nn.Dropout):
