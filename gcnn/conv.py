@@ -91,11 +91,13 @@ class _GConv2d(nn.Module):
         return weight, bias
 
     def _bank(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        grads_needed = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        if self.training or grads_needed or _is_compiling():
-            self._cache = None
+        if self.training:
             return self.expanded_weight()
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+        params = (self.weight,) if self.bias is None else (self.weight, self.bias)
+        if (torch.is_grad_enabled() and any(p.requires_grad for p in params)) or _is_compiling():
+            self._cache = None  # weight gradients wanted: never serve a detached bank
+            return self.expanded_weight()
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, *self.expanded_weight())
         return self._cache[1], self._cache[2]
