@@ -1,0 +1,109 @@
+"""Batched data augmentation on ``(B, C, H, W)`` tensors, on whatever device they live.
+
+* ``none``: the batch unchanged.
+* ``crop_flip`` (CIFAR10+ in the paper): shift every image by its own
+  ``(dy, dx)`` drawn uniformly from ``{-pad, .., pad}^2`` (zero fill, i.e. a
+  random ``H x W`` crop of the zero-padded image), then mirror it left-right
+  with probability 1/2.
+* ``rot_flip``: the same shifts, then a uniformly random element of D4 (one of
+  the 4 rotations by multiples of 90 degrees, optionally mirrored), applied
+  with :meth:`gcnn.Group.transform_image` of ``p4m``. Needs square images.
+
+Randomness comes from ``generator`` (any device; draws happen on its device
+and are moved to the batch's), so a seeded generator makes the output
+reproducible; ``None`` uses torch's default generator of the batch's device.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+import gcnn
+
+__all__ = ["build_augment", "AUGMENT_NAMES", "sample_shifts", "shift_images", "flip_images",
+           "d4_transform_images"]
+
+AUGMENT_NAMES = ("none", "crop_flip", "rot_flip")
+Augment = Callable[..., torch.Tensor]
+
+
+def build_augment(name: str, pad: int = 2) -> Augment:
+    """The augmentation ``f(x, generator=None) -> x'`` named ``name``; ``x`` ``(B, C, H, W)``."""
+    if name not in AUGMENT_NAMES:
+        raise ValueError(f"augment name {name!r} is not one of {list(AUGMENT_NAMES)}")
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ValueError(f"augment pad={pad!r} must be an integer >= 0")
+    if name == "none":
+        return _identity
+
+    def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_batch(x, square=name == "rot_flip")
+        dy, dx = sample_shifts(len(x), pad, generator, x.device)
+        x = shift_images(x, dy, dx, pad)
+        if name == "crop_flip":
+            return flip_images(x, _randint(2, len(x), generator, x.device).bool())
+        return d4_transform_images(x, _randint(8, len(x), generator, x.device))
+
+    augment.__name__ = f"{name}_pad{pad}"
+    return augment
+
+
+def sample_shifts(batch: int, pad: int, generator: torch.Generator | None,
+                  device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column shifts ``(B,)`` each, uniform on ``{-pad, .., pad}``."""
+    dy = _randint(2 * pad + 1, batch, generator, device) - pad
+    dx = _randint(2 * pad + 1, batch, generator, device) - pad
+    return dy, dx
+
+
+def shift_images(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
+                 pad: int | None = None) -> torch.Tensor:
+    """``out[b, :, i, j] = x[b, :, i - dy[b], j - dx[b]]`` (zero where that is outside);
+    shapes ``(B, C, H, W)`` and ``(B,)``. ``pad`` bounds ``|dy|, |dx|`` (found from
+    them when ``None``, which costs a device sync)."""
+    b, c, h, w = x.shape
+    if pad is None:
+        pad = int(max(dy.abs().max(), dx.abs().max())) if b else 0
+    if pad == 0 or b == 0:
+        return x.clone()
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    rows = (torch.arange(h, device=x.device) + pad - dy[:, None]).view(b, 1, h, 1)
+    cols = (torch.arange(w, device=x.device) + pad - dx[:, None]).view(b, 1, 1, w)
+    padded = padded.gather(2, rows.expand(b, c, h, w + 2 * pad))
+    return padded.gather(3, cols.expand(b, c, h, w))
+
+
+def flip_images(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images of ``x`` ``(B, C, H, W)`` where ``flip`` ``(B,)`` is true."""
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def d4_transform_images(x: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
+    """Apply ``p4m`` element ``element[b]`` (index 0..7, see :mod:`gcnn.groups`) to image ``b``."""
+    group = gcnn.get_group("p4m")
+    out = x.clone()
+    for g in range(1, group.order):
+        mask = element == g
+        if bool(mask.any()):
+            out[mask] = group.transform_image(x[mask], g)
+    return out
+
+
+def _identity(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    _check_batch(x, square=False)
+    return x
+
+
+def _randint(high: int, size: int, generator: torch.Generator | None,
+             device: torch.device | str) -> torch.Tensor:
+    draw_on = generator.device if generator is not None else device
+    return torch.randint(high, (size,), generator=generator, device=draw_on).to(device)
+
+
+def _check_batch(x: torch.Tensor, square: bool) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"augment expects a batch (B, C, H, W), got {shape}")
+    if square and x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"rot_flip needs square images, got H x W = {x.shape[-2]} x {x.shape[-1]}")

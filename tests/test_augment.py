@@ -1,0 +1,190 @@
+"""repro.data.augment: exact per-image checks against a naive reference, determinism, errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from repro.data import build_augment
+from repro.data.augment import d4_transform_images, flip_images, sample_shifts, shift_images
+
+
+def naive_shift(img: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``out[:, i, j] = img[:, i - dy, j - dx]``, zero outside; one ``(C, H, W)`` image."""
+    _, h, w = img.shape
+    out = torch.zeros_like(img)
+    for i in range(h):
+        for j in range(w):
+            if 0 <= i - dy < h and 0 <= j - dx < w:
+                out[:, i, j] = img[:, i - dy, j - dx]
+    return out
+
+
+def d4_orbit(img: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 images g(img), g in D4, built from rot90 and flip alone."""
+    rotations = [torch.rot90(img, k, dims=(-2, -1)) for k in range(4)]
+    return rotations + [r.flip(-1) for r in rotations]
+
+
+def matches(out: torch.Tensor, candidates: dict) -> list:
+    return [key for key, cand in candidates.items() if torch.equal(out, cand)]
+
+
+def distinct_batch(b: int, c: int = 2, h: int = 7, w: int = 7, dtype=torch.float32) -> torch.Tensor:
+    """Positive, pairwise different pixel values: every transform is identifiable."""
+    return (torch.randperm(b * c * h * w, generator=torch.Generator().manual_seed(0)) + 1) \
+        .reshape(b, c, h, w).to(dtype)
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- building blocks
+def test_shift_images_matches_naive_reference():
+    x = distinct_batch(9, h=6, w=5)
+    dy = torch.tensor([-2, -1, 0, 1, 2, 0, 2, -2, 1])
+    dx = torch.tensor([0, 2, -2, 1, -1, 0, 2, -2, -1])
+    out = shift_images(x, dy, dx, pad=2)
+    for b in range(9):
+        assert torch.equal(out[b], naive_shift(x[b], int(dy[b]), int(dx[b])))
+    assert torch.equal(shift_images(x, dy, dx), out)  # pad found from the shifts
+
+
+def test_shift_larger_than_image_gives_zeros():
+    x = distinct_batch(2, h=3, w=3)
+    assert torch.equal(shift_images(x, torch.tensor([4, 0]), torch.tensor([0, -3])),
+                       torch.zeros_like(x))
+
+
+def test_flip_images_only_where_asked():
+    x = distinct_batch(3)
+    out = flip_images(x, torch.tensor([True, False, True]))
+    assert torch.equal(out[0], x[0].flip(-1)) and torch.equal(out[1], x[1])
+    assert torch.equal(out[2], x[2].flip(-1))
+
+
+def test_d4_transform_images_covers_the_orbit():
+    x = distinct_batch(8)
+    out = d4_transform_images(x, torch.arange(8))
+    found = {matches(out[g], dict(enumerate(d4_orbit(x[g]))))[0] for g in range(8)}
+    assert found == set(range(8))  # the 8 indices give the 8 distinct elements of D4
+    assert torch.equal(out[0], x[0])
+
+
+def test_sample_shifts_uniform_support():
+    dy, dx = sample_shifts(2000, 2, seeded(), "cpu")
+    for d in (dy, dx):
+        counts = torch.bincount(d + 2, minlength=5)
+        assert len(counts) == 5 and int(counts.min()) > 300  # ~400 each
+
+
+# ----------------------------------------------------------------------------- build_augment
+def test_none_is_identity():
+    x = distinct_batch(4)
+    assert torch.equal(build_augment("none")(x, seeded()), x)
+    assert torch.equal(build_augment("none", pad=4)(x), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.uint8])
+@pytest.mark.parametrize("name", ["none", "crop_flip", "rot_flip"])
+def test_shape_and_dtype_preserved(name, dtype):
+    x = distinct_batch(5, c=3, h=8, w=8).remainder(250).to(dtype)
+    out = build_augment(name)(x, seeded())
+    assert out.shape == x.shape and out.dtype == dtype and out.device == x.device
+
+
+def test_crop_flip_each_image_is_a_shifted_flipped_copy():
+    x, pad = distinct_batch(64), 2
+    before = x.clone()
+    out = build_augment("crop_flip", pad)(x, seeded(1))
+    assert torch.equal(x, before)  # input untouched
+    seen = set()
+    for b in range(len(x)):
+        candidates = {(dy, dx, f): (naive_shift(x[b], dy, dx).flip(-1) if f else
+                                    naive_shift(x[b], dy, dx))
+                      for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1)
+                      for f in (0, 1)}
+        found = matches(out[b], candidates)
+        assert len(found) == 1, f"image {b} is no shifted/flipped copy of its input"
+        seen.add(found[0])
+    assert {key[2] for key in seen} == {0, 1}
+    assert {key[0] for key in seen} == {key[1] for key in seen} == set(range(-pad, pad + 1))
+
+
+def test_crop_flip_pad_zero_is_flip_only():
+    x = distinct_batch(32)
+    out = build_augment("crop_flip", 0)(x, seeded())
+    flipped = [torch.equal(out[b], x[b].flip(-1)) for b in range(32)]
+    kept = [torch.equal(out[b], x[b]) for b in range(32)]
+    assert all(f != k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
+
+
+def test_rot_flip_each_image_is_a_d4_copy_of_a_shifted_input():
+    x, pad = distinct_batch(64), 2
+    out = build_augment("rot_flip", pad)(x, seeded(2))
+    elements, shifts = set(), set()
+    for b in range(len(x)):
+        candidates = {(dy, dx, g): img
+                      for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1)
+                      for g, img in enumerate(d4_orbit(naive_shift(x[b], dy, dx)))}
+        found = matches(out[b], candidates)
+        assert len(found) == 1, f"image {b} is no D4 copy of a shifted input"
+        elements.add(found[0][2])
+        shifts.add(found[0][:2])
+    assert elements == set(range(8)) and len(shifts) > 10
+
+
+def test_rot_flip_needs_square_images():
+    with pytest.raises(ValueError, match="rot_flip needs square images, got H x W = 6 x 7"):
+        build_augment("rot_flip")(torch.zeros(2, 1, 6, 7))
+    assert build_augment("crop_flip")(torch.zeros(2, 1, 6, 7)).shape == (2, 1, 6, 7)
+
+
+@pytest.mark.parametrize("name", ["crop_flip", "rot_flip"])
+def test_seeded_generator_is_deterministic(name):
+    x = distinct_batch(32)
+    augment = build_augment(name)
+    assert torch.equal(augment(x, seeded(5)), augment(x, seeded(5)))
+    assert not torch.equal(augment(x, seeded(5)), augment(x, seeded(6)))
+    torch.manual_seed(3)
+    first = augment(x)
+    torch.manual_seed(3)
+    assert torch.equal(augment(x), first)  # None: torch's default generator
+
+
+def test_empty_batch():
+    for name in ("none", "crop_flip", "rot_flip"):
+        assert build_augment(name)(torch.zeros(0, 3, 8, 8), seeded()).shape == (0, 3, 8, 8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["crop_flip", "rot_flip"])
+def test_cuda_batch_with_cpu_or_cuda_generator(name):
+    x = distinct_batch(16)
+    augment = build_augment(name)
+    on_cpu = augment(x, seeded(7))
+    from_cpu_gen = augment(x.cuda(), seeded(7))
+    assert from_cpu_gen.device.type == "cuda"
+    assert torch.equal(from_cpu_gen.cpu(), on_cpu)  # same draws, same result
+    cuda_gen = torch.Generator(device="cuda").manual_seed(7)
+    assert augment(x.cuda(), cuda_gen).device.type == "cuda"
+
+
+# ----------------------------------------------------------------------------- errors
+def test_unknown_name_lists_choices():
+    with pytest.raises(ValueError, match=r"augment name 'cutout' is not one of "
+                                         r"\['none', 'crop_flip', 'rot_flip'\]"):
+        build_augment("cutout")
+
+
+@pytest.mark.parametrize("pad", [-1, 1.5, True, "2"])
+def test_bad_pad(pad):
+    with pytest.raises(ValueError, match="augment pad=.* must be an integer >= 0"):
+        build_augment("crop_flip", pad)
+
+
+@pytest.mark.parametrize("name", ["none", "crop_flip", "rot_flip"])
+def test_non_batch_input(name):
+    expected = r"augment expects a batch \(B, C, H, W\), got \(3, 8, 8\)"
+    with pytest.raises(ValueError, match=expected):
+        build_augment(name)(torch.zeros(3, 8, 8))
