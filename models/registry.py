@@ -1,0 +1,118 @@
+"""Build any (architecture, group) pair by name.
+
+``build_model(arch, group)`` returns a module mapping ``(B, in_channels, H, W)``
+to logits ``(B, num_classes)``, with ``model.arch`` and ``model.group`` set.
+Widths are data (one table per family); ``width`` scales them for small runs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+import gcnn
+
+from . import allcnnc, resnet, rotmnist
+
+__all__ = ["ModelSpec", "build_model", "list_models", "get_spec", "scale_widths",
+           "reference_params", "default_input_shape"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one architecture.
+
+    ``build(group, widths, num_classes=..., in_channels=..., **options)`` makes
+    the module; ``widths[group]`` are the full-size widths; ``input_shape`` is
+    the ``(C, H, W)`` the architecture is meant for; ``reference_params[group]``
+    the paper's exact parameter count (groups the paper does not report are absent);
+    ``options`` the extra keyword overrides the builder accepts.
+    """
+
+    build: Callable[..., nn.Module]
+    widths: Mapping[str, tuple[int, ...]]
+    input_shape: tuple[int, int, int]
+    reference_params: Mapping[str, int] = field(default_factory=dict)
+    options: tuple[str, ...] = ()
+
+
+_SPECS: dict[str, ModelSpec] = {
+    "allcnnc": ModelSpec(allcnnc.AllCNNC, allcnnc.WIDTHS, (3, 32, 32), allcnnc.REFERENCE_PARAMS,
+                         options=("input_dropout", "dropout")),
+    **{name: ModelSpec(partial(resnet.PreActResNet, blocks=resnet.BLOCKS[name]), resnet.WIDTHS[name],
+                       (3, 32, 32), resnet.REFERENCE_PARAMS[name])
+       for name in ("resnet44", "resnet26")},
+    "rotmnist": ModelSpec(rotmnist.RotMNISTNet, rotmnist.WIDTHS, (1, 16, 16)),
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`build_model`."""
+    return list(_SPECS)
+
+
+def get_spec(arch: str) -> ModelSpec:
+    """The :class:`ModelSpec` of ``arch``; ValueError naming the choices if unknown."""
+    try:
+        return _SPECS[arch]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown arch {arch!r}; expected one of {list_models()}") from None
+
+
+def _check_group(group: str) -> str:
+    if group not in gcnn.GROUP_NAMES:
+        raise ValueError(f"unknown group {group!r}; expected one of {list(gcnn.GROUP_NAMES)}")
+    return group
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def scale_widths(widths: tuple[int, ...], width: float) -> tuple[int, ...]:
+    """Multiply each width by ``width`` and round, keeping at least 1 channel."""
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width) or width <= 0:
+        raise ValueError(f"width multiplier must be a finite number > 0, got {width!r}")
+    return tuple(max(1, round(w * width)) for w in widths)
+
+
+def reference_params(arch: str, group: str) -> int | None:
+    """The paper's exact parameter count for ``(arch, group)``, or None if it reports none."""
+    return get_spec(arch).reference_params.get(_check_group(group))
+
+
+def default_input_shape(arch: str) -> tuple[int, int, int]:
+    """``(C, H, W)`` the architecture is meant for: CIFAR ``(3, 32, 32)``, rotmnist ``(1, 16, 16)``."""
+    return get_spec(arch).input_shape
+
+
+def build_model(arch: str, group: str, num_classes: int = 10, *, in_channels: int = 3,
+                width: float = 1.0, **overrides: Any) -> nn.Module:
+    """Build ``arch`` (see :func:`list_models`) for ``group`` (``z2``, ``p4``, ``p4m``).
+
+    ``width`` multiplies the per-stage widths (rounded, at least 1). Overrides:
+    ``widths`` (explicit per-stage widths, still multiplied by ``width``) and the
+    architecture's own options (``allcnnc``: ``input_dropout``, ``dropout``).
+    Returns a module mapping ``(B, in_channels, H, W)`` to ``(B, num_classes)``.
+    """
+    spec = get_spec(arch)
+    _check_group(group)
+    _check_positive_int("num_classes", num_classes)
+    _check_positive_int("in_channels", in_channels)
+    base = tuple(overrides.pop("widths", spec.widths[group]))
+    if len(base) != len(spec.widths[group]) or not all(
+            isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in base):
+        raise ValueError(f"widths for {arch} must be {len(spec.widths[group])} ints >= 1, got {base!r}")
+    unknown = sorted(set(overrides) - set(spec.options))
+    if unknown:
+        raise ValueError(f"unknown override(s) {unknown} for {arch}; expected any of "
+                         f"{['widths', *spec.options]}")
+    model = spec.build(group, scale_widths(base, width), num_classes=num_classes,
+                       in_channels=in_channels, **overrides)
+    model.arch = arch
+    return model
