@@ -1,0 +1,89 @@
+"""Experiment loggers beyond the run record (``metrics.jsonl`` + ``result.json``,
+which the trainer always writes):
+
+* ``none``  - nothing more (stdout only).
+* ``csv``   - ``metrics.csv`` beside ``metrics.jsonl`` (for spreadsheets).
+* ``wandb`` - Weights & Biases: resolved config, per-epoch metrics, final summary.
+  ``mode`` defaults to ``offline`` (no account, no network); ``wandb sync`` uploads later.
+  The run id is kept in ``<run_dir>/wandb_id.txt`` so a resumed run continues the same
+  wandb run. ``wandb`` is imported only here, and only when this logger is chosen.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from pathlib import Path
+from typing import Any
+
+from repro.io import write_text
+
+from .config import LoggerConfig
+
+__all__ = ["Logger", "CsvLogger", "WandbLogger", "build_logger"]
+
+
+class Logger:
+    """Base class: does nothing (``logger=none``)."""
+
+    def log_epoch(self, history: list[dict[str, Any]]) -> None:
+        """Called after each epoch; ``history[-1]`` is the epoch just finished."""
+
+    def finish(self, result: dict[str, Any]) -> None:
+        """Called once with the final ``result.json`` contents."""
+
+    def close(self) -> None:
+        """Release resources (also after a failure)."""
+
+
+class CsvLogger(Logger):
+    """Rewrites ``metrics.csv`` atomically after every epoch."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / "metrics.csv"
+
+    def log_epoch(self, history: list[dict[str, Any]]) -> None:
+        columns = list(dict.fromkeys(key for row in history for key in row))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        write_text(self.path, buffer.getvalue())
+
+
+class WandbLogger(Logger):
+    """One wandb run per run directory, resumed across restarts."""
+
+    def __init__(self, cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: str,
+                 group: str | None, tags: list[str]) -> None:
+        import wandb  # lazy: repro.train works without wandb installed
+
+        id_file = Path(run_dir) / "wandb_id.txt"
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
+        write_text(id_file, run_id + "\n")
+        self.run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, dir=str(run_dir),
+                              id=run_id, resume="allow", name=name, group=group,
+                              tags=list(dict.fromkeys([*tags, *cfg.tags])), config=config)
+
+    def log_epoch(self, history: list[dict[str, Any]]) -> None:
+        row = history[-1]
+        self.run.log(dict(row), step=row["epoch"])
+
+    def finish(self, result: dict[str, Any]) -> None:
+        summary = {k: v for k, v in result.items() if isinstance(v, (int, float, str)) or v is None}
+        self.run.summary.update(summary)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+def build_logger(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], *, name: str,
+                 group: str | None, tags: list[str]) -> Logger:
+    """The logger named by ``cfg.name`` (``none``, ``csv`` or ``wandb``)."""
+    if cfg.name == "none":
+        return Logger()
+    if cfg.name == "csv":
+        return CsvLogger(run_dir)
+    if cfg.name == "wandb":
+        return WandbLogger(cfg, run_dir, config, name, cfg.group or group, tags)
+    raise ValueError(f"logger={cfg.name!r} is not valid; expected one of ['none', 'csv', 'wandb']")

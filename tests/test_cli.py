@@ -1,0 +1,157 @@
+"""End-to-end through the real CLI (``scripts/train.py`` under Hydra): CIFAR10/100-format
+folders, rotated digits, sweeps with the basic and submitit_local launchers, resume
+after ``kill -9``, and every bad-value error."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import models
+
+from repro.data import write_cifar_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "train.py"
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+           "WANDB_DIR": str(tmp_path), "HYDRA_FULL_ERROR": "0",
+           # submitit's workers unpickle the job before scripts/train.py can fix sys.path
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("GCNN_DATA_ROOT", None)
+    return env
+
+
+def train(tmp_path: Path, *overrides: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``scripts/train.py`` from ``tmp_path`` (so runs/, multirun/ land there)."""
+    proc = subprocess.run([sys.executable, str(SCRIPT), *overrides], cwd=tmp_path, env=cli_env(tmp_path),
+                          capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def tiny(tmp_path: Path, *extra: str) -> list[str]:
+    return [f"data.root={tmp_path / 'data'}", "data.train_size=50", "data.image_size=8", "epochs=1",
+            "batch_size=16", "model.width=0.5", "equivariance_images=16", *extra]
+
+
+def read_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_single_run_on_digits_and_rerun_is_not_redone(tmp_path):
+    proc = train(tmp_path, *tiny(tmp_path, "epochs=2"))
+    run_dir = tmp_path / "runs" / "digits_rot" / "rotmnist-p4"
+    [run_dir] = [p for p in run_dir.iterdir() if p.is_dir()]  # named after the overrides
+    assert "epoch 2/2  train loss" in proc.stdout and "finished: final test error" in proc.stdout
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "finished" and [r["epoch"] for r in read_rows(run_dir)] == [1, 2]
+    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "metrics.csv").exists()
+    again = train(tmp_path, *tiny(tmp_path, "epochs=2"))
+    assert "already finished" in again.stdout and "epoch 1/2" not in again.stdout
+
+
+@pytest.mark.parametrize("kind", ["cifar10", "cifar100"])
+def test_cifar_format_folder(tmp_path, kind):
+    write_cifar_folder(tmp_path / "cifar", kind=kind, n_train=60, n_test=20)
+    run_dir = tmp_path / "run"
+    train(tmp_path, "data=cifar_folder", f"data.root={tmp_path / 'cifar'}", f"data.format={kind}",
+          "data.preprocess=standardize", "augment=crop_flip", "epochs=1", "batch_size=32",
+          "model.width=0.3", "equivariance_images=8", f"hydra.run.dir={run_dir}")
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["data"] == "cifar_folder" and result["augment"] == "crop_flip"
+    num_classes = 10 if kind == "cifar10" else 100
+    model = models.build_model("rotmnist", "p4", num_classes, in_channels=3, width=0.3)
+    assert result["params"] == models.count_parameters(model)  # the classes came from the folder
+    assert 0 <= result["final_test_error"] <= 100
+
+
+def test_multirun_sweep_with_the_basic_launcher_resumes_when_relaunched(tmp_path):
+    args = ["-m", "group=z2,p4", "sweep_name=demo", *tiny(tmp_path)]
+    train(tmp_path, *args)
+    sweep = tmp_path / "multirun" / "demo"
+    results = sorted(sweep.glob("*/result.json"))
+    assert len(results) == 2
+    groups = sorted(json.loads(p.read_text())["group"] for p in results)
+    assert groups == ["p4", "z2"]
+    assert all("group=" in p.parent.name for p in results)
+    again = train(tmp_path, *args)
+    assert again.stdout.count("already finished") == 2
+
+
+def test_multirun_with_the_submitit_local_launcher(tmp_path):
+    train(tmp_path, "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+          "sweep_name=sub", "group=z2,p4", *tiny(tmp_path), timeout=600)
+    results = sorted((tmp_path / "multirun" / "sub").glob("*/result.json"))
+    assert len(results) == 2
+    assert sorted(json.loads(p.read_text())["group"] for p in results) == ["p4", "z2"]
+
+
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
+    args = tiny(tmp_path, "epochs=3", "deterministic=true", "data.train_size=400", "data.image_size=16",
+                "augment=crop_flip", "augment.pad=1", "batch_size=32", "logger=none")
+    train(tmp_path, *args, "hydra.run.dir=straight")
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *args, f"hydra.run.dir={killed_dir}"],
+                            cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        metrics = killed_dir / "metrics.jsonl"
+        if metrics.exists() and metrics.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (killed_dir / "checkpoint.pt").exists() and not (killed_dir / "result.json").exists(), \
+        "the run was not killed mid-training; make its epochs longer"
+    train(tmp_path, *args, f"hydra.run.dir={killed_dir}")
+    straight, resumed = read_rows(tmp_path / "straight"), read_rows(killed_dir)
+    keep = ("epoch", "train_loss", "train_error", "test_loss", "test_error", "lr")
+    assert [{k: r[k] for k in keep} for r in resumed] == [{k: r[k] for k in keep} for r in straight]
+    a = json.loads((tmp_path / "straight" / "result.json").read_text())
+    b = json.loads((killed_dir / "result.json").read_text())
+    assert (a["final_test_error"], a["final_train_loss"]) == (b["final_test_error"], b["final_train_loss"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("epochs=-1", "error: epochs=-1 is not valid; expected an integer >= 1"),
+    ("data.download=false", "error: data.root="),
+])
+def test_bad_values_print_one_line_and_exit_2(tmp_path, override, message):
+    extra = ["data=cifar10", f"data.root={tmp_path / 'missing'}"] if "download" in override else []
+    proc = train(tmp_path, *extra, override, check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("override, choices", [("group=p5", ["p4", "p4m", "z2"]),
+                                               ("augment=rot", ["crop_flip", "none", "rot_flip"])])
+def test_unknown_group_options_name_the_choices(tmp_path, override, choices):
+    proc = train(tmp_path, override, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    key, value = override.split("=")
+    assert f"Could not find '{key}/{value}'" in proc.stderr
+    assert all(f"\t{choice}" in proc.stderr for choice in choices)
+
+
+def test_slurm_preset_composes_with_the_documented_keys():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert "SlurmLauncher" in launcher._target_
+    assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 1, 1)
+    assert launcher.timeout_min > 0 and launcher.cpus_per_task > 0 and launcher.mem_gb > 0
