@@ -27,9 +27,8 @@ from .groups import Group, get_group
 __all__ = ["LiftingConv2d", "GroupConv2d"]
 
 
-def _is_compiling() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
+# True while torch.compile traces (torch >= 2.3); the eval cache is bypassed then.
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -113,7 +112,7 @@ class _GConv2d(nn.Module):
         x = self._check_input(x)
         weight, bias = self._bank()
         y = F.conv2d(x, weight, bias, stride=self.stride, padding=self.padding)
-        return y.view(y.shape[0], self.out_channels, self.group.order, *y.shape[-2:])
+        return y.unflatten(1, (self.out_channels, self.group.order))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -127,11 +126,11 @@ class LiftingConv2d(_GConv2d):
     lifting = True
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"LiftingConv2d expects an image batch (B, {self.in_channels}, H, W), "
-                f"got shape {tuple(x.shape)}")
-        return x
+        if x.dim() == 4 and x.shape[1] == self.in_channels:
+            return x
+        raise ValueError(
+            f"LiftingConv2d expects an image batch (B, {self.in_channels}, H, W), "
+            f"got shape {tuple(x.shape)}")
 
 
 class GroupConv2d(_GConv2d):
@@ -140,9 +139,8 @@ class GroupConv2d(_GConv2d):
     lifting = False
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        expected = (self.in_channels, self.group.order)
-        if x.dim() != 5 or tuple(x.shape[1:3]) != expected:
-            raise ValueError(
-                f"GroupConv2d expects a G-feature map (B, {self.in_channels}, {self.group.order}, H, W) "
-                f"for group {self.group.name!r}, got shape {tuple(x.shape)}")
-        return x.flatten(1, 2)
+        if x.dim() == 5 and x.shape[1] == self.in_channels and x.shape[2] == self.group.order:
+            return x.flatten(1, 2)
+        raise ValueError(
+            f"GroupConv2d expects a G-feature map (B, {self.in_channels}, {self.group.order}, H, W) "
+            f"for group {self.group.name!r}, got shape {tuple(x.shape)}")
