@@ -1,0 +1,89 @@
+"""Does ``torch.compile`` see whole graphs? Graph breaks of the G-layers and models.
+
+:func:`graph_breaks` traces a module with ``torch._dynamo.explain`` (no code
+generation, so it is fast); :func:`compile_matches_eager` really compiles it
+with a backend (``inductor`` by default; minutes per model on a small CPU)
+and compares the output with eager mode.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+import gcnn
+import models
+
+__all__ = ["graph_breaks", "compile_matches_eager", "layer_modules", "check_layers", "check_models"]
+
+
+def graph_breaks(module: nn.Module, *inputs: torch.Tensor) -> dict:
+    """``{"graphs": n, "graph_breaks": m, "reasons": [...]}`` of tracing ``module(*inputs)``."""
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(module)(*inputs)
+    reasons = [str(getattr(b, "reason", b)) for b in explained.break_reasons]
+    return {"graphs": explained.graph_count, "graph_breaks": explained.graph_break_count, "reasons": reasons}
+
+
+def compile_matches_eager(module: nn.Module, x: torch.Tensor, backend: str = "inductor",
+                          rel_tol: float = 1e-3) -> dict:
+    """Compile ``module`` with ``fullgraph=True`` and compare ``compiled(x)`` with ``module(x)``
+    in the module's current mode (no grad). ``ok`` when the largest deviation is within
+    ``rel_tol`` of the output's scale (compiled kernels sum in another order);
+    ``{"ok": bool, "max_abs_diff": float, "scale": float}``."""
+    torch._dynamo.reset()
+    compiled = torch.compile(module, backend=backend, fullgraph=True)
+    with torch.no_grad():
+        expected = module(x)
+        got = compiled(x)
+    diff = (got - expected).abs().max().item()
+    scale = max(expected.abs().max().item(), 1e-12)
+    return {"ok": diff <= rel_tol * scale, "max_abs_diff": diff, "scale": scale}
+
+
+def layer_modules(group: str, channels: int = 4, size: int = 8,
+                  batch: int = 2) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+    """Small G-layers of ``group`` with a matching input each, keyed by layer name."""
+    order = gcnn.get_group(group).order
+    image = torch.randn(batch, 3, size, size)
+    features = torch.randn(batch, channels, order, size, size)
+    return {
+        "LiftingConv2d": (gcnn.LiftingConv2d(3, channels, 3, group, padding=1), image),
+        "GroupConv2d": (gcnn.GroupConv2d(channels, channels, 3, group, padding=1), features),
+        "GroupBatchNorm2d": (gcnn.GroupBatchNorm2d(channels, group), features),
+        "GroupPool": (gcnn.GroupPool(group), features),
+        "SpatialPool2d": (gcnn.SpatialPool2d(2), features),
+        "GlobalAvgPool": (gcnn.GlobalAvgPool(), features),
+    }
+
+
+def check_layers(groups: Iterable[str] = ("p4", "p4m")) -> list[dict]:
+    """Graph breaks of every G-layer of every group, in train and eval mode."""
+    rows = []
+    for group in groups:
+        for name, (module, x) in layer_modules(group).items():
+            for mode in ("train", "eval"):
+                module.train(mode == "train")
+                rows.append({"layer": name, "group": group, "mode": mode, **graph_breaks(module, x)})
+    return rows
+
+
+def check_models(archs: Iterable[str], groups: Iterable[str], *, backend: str | None = None,
+                 width: float = 0.25, log: Callable[[str], None] = print) -> list[dict]:
+    """Graph breaks of every model (eval mode, ``width``-scaled, batch 2) and, when
+    ``backend`` is given, whether the compiled model matches eager mode."""
+    rows = []
+    for arch in archs:
+        for group in groups:
+            shape = models.default_input_shape(arch)
+            torch.manual_seed(0)
+            model = models.build_model(arch, group, in_channels=shape[0], width=width).eval()
+            x = torch.randn(2, *shape)
+            row = {"arch": arch, "group": group, "width": width, **graph_breaks(model, x)}
+            if backend is not None:
+                row.update(backend=backend, **compile_matches_eager(model, x, backend))
+            log(f"  {arch:9s} {group:4s} graphs {row['graphs']} breaks {row['graph_breaks']}"
+                + (f" {backend} ok={row['ok']}" if backend else ""))
+            rows.append(row)
+    return rows
