@@ -25,30 +25,15 @@ from torch import Tensor, nn
 
 import gcnn
 
-__all__ = ["AllCNNC", "ConvBNReLU", "WIDTHS", "REFERENCE_PARAMS"]
+from .layers import ConvBNReLU
+
+__all__ = ["AllCNNC", "WIDTHS", "REFERENCE_PARAMS"]
 
 # (C1, C2) per group: the z2 widths divided by about sqrt(group order).
 WIDTHS: dict[str, tuple[int, ...]] = {"z2": (96, 192), "p4": (48, 96), "p4m": (32, 64)}
 
 # Exact parameter counts of the reference models (weights, biases and BN scale/shift).
 REFERENCE_PARAMS: dict[str, int] = {"z2": 1_372_254, "p4": 1_371_006, "p4m": 1_219_678}
-
-
-class ConvBNReLU(nn.Sequential):
-    """G-conv -> group batch norm -> ReLU.
-
-    ``lifting=True``: ``(B, C_in, H, W) -> (B, C_out, G, H', W')``; otherwise
-    ``(B, C_in, G, H, W) -> (B, C_out, G, H', W')``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, group: str | gcnn.Group,
-                 *, lifting: bool = False, stride: int = 1, padding: int = 0) -> None:
-        conv_class = gcnn.LiftingConv2d if lifting else gcnn.GroupConv2d
-        super().__init__(
-            conv_class(in_channels, out_channels, kernel_size, group, stride=stride, padding=padding),
-            gcnn.GroupBatchNorm2d(out_channels, group),
-            nn.ReLU(inplace=True),
-        )
 
 
 class AllCNNC(nn.Module):

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 import gcnn
 
-from .allcnnc import ConvBNReLU
+from .layers import ConvBNReLU
 
 __all__ = ["RotMNISTNet", "WIDTHS"]
 
