@@ -343,3 +343,14 @@ def test_cli_rejects_bad_arguments_with_one_line(argv, match) -> None:
     spec.loader.exec_module(cli)
     with pytest.raises(SystemExit, match=match):
         cli.main(argv)
+
+
+def test_merge_keeps_when_each_section_was_measured_across_merges(tmp_path) -> None:
+    path = tmp_path / "cpu.json"
+    first = {"meta": {"started_utc": "t1"}, "layers": [_row("tiny", "train", 1.5)], "e2e": {"demo": {}}}
+    path.write_text(json.dumps(report.merge_previous(first, tmp_path / "missing.json")))
+    second = report.merge_previous({"meta": {"started_utc": "t2"}, "layers": []}, path)
+    path.write_text(json.dumps(second))
+    third = report.merge_previous({"meta": {"started_utc": "t3"}, "compile": {}}, path)
+    assert third["meta"]["section_started"] == {"compile": "t3", "layers": "t2", "e2e": "t1"}
+    assert "section 'e2e' carried over from the run started t1" in third["meta"]["notes"]

@@ -233,17 +233,25 @@ def report_stem(device_slug: str, quick: bool) -> str:
 
 def merge_previous(results: dict, previous_json: str | Path) -> dict:
     """``results`` plus the sections of an earlier report (``previous_json``) that this run
-    did not measure; each carried-over section is named in ``meta["notes"]``."""
+    did not measure. ``meta["section_started"]`` records when each section was measured
+    (carried over through any number of merges); each carried-over section is also
+    named in ``meta["notes"]``."""
     path = Path(previous_json)
     if not path.exists():
         return results
     previous = json.loads(path.read_text(encoding="utf-8"))
-    started = previous.get("meta", {}).get("started_utc", "unknown time")
+    previous_meta = previous.get("meta", {})
+    origins = previous_meta.get("section_started", {})
     merged = dict(results)
+    meta = merged["meta"]
+    now = meta.get("started_utc", "unknown time")
+    meta["section_started"] = {section: now for section in SECTIONS if section in results}
     for section in SECTIONS:
         if section not in results and section in previous:
+            started = origins.get(section, previous_meta.get("started_utc", "unknown time"))
             merged[section] = previous[section]
-            merged["meta"].setdefault("notes", []).append(
+            meta["section_started"][section] = started
+            meta.setdefault("notes", []).append(
                 f"section '{section}' carried over from the run started {started}")
     return merged
 
