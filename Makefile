@@ -7,7 +7,7 @@ comma  := ,
 
 # make demo: the embedded default (rotated digits, CPU, minutes)
 DEMO_SIZES  ?= 50,100,300,null
-DEMO_SEEDS  ?= 0
+DEMO_SEEDS  ?= 0,1
 DEMO_EPOCHS ?=
 DEMO_DIR    ?= multirun/demo
 DEMO_OUT    ?= results/demo

@@ -1,0 +1,50 @@
+"""The make targets a user runs first: `make demo` (reduced here, full as a slow test)."""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make(*args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, capture_output=True,
+                          stdin=subprocess.DEVNULL, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def check_demo_outputs(out: Path, runs: int) -> None:
+    table = (out / "table.md").read_text()
+    assert f"from {runs} finished run(s)" in table
+    for plot in ("convergence.png", "data_efficiency.png"):
+        assert (out / plot).stat().st_size > 10_000, plot
+
+
+def test_make_demo_at_reduced_size(tmp_path):
+    done = make("demo", "DEMO_SIZES=50,100", "DEMO_SEEDS=0", "DEMO_EPOCHS=1",
+                f"DEMO_DIR={tmp_path}/multirun", f"DEMO_OUT={tmp_path}/results")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((tmp_path / "multirun").rglob("result.json"))) == 6
+    check_demo_outputs(tmp_path / "results", runs=6)
+
+
+@pytest.mark.slow
+def test_make_demo_at_full_size(tmp_path):
+    done = make("demo", f"DEMO_DIR={tmp_path}/multirun", f"DEMO_OUT={tmp_path}/results", timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((tmp_path / "multirun").rglob("result.json"))) == 24  # 3 groups x 4 sizes x 2 seeds
+    check_demo_outputs(tmp_path / "results", runs=24)
+
+
+def test_reproduce_table_refuses_without_gpu_or_force():
+    done = make("reproduce-table", "EPOCHS=1", env={"CUDA_VISIBLE_DEVICES": "", "FORCE": ""}, timeout=300)
+    assert done.returncode != 0
+    assert "FORCE=1" in done.stdout + done.stderr
+    assert not (ROOT / "multirun" / "paper_cifar10_none_crop_flip").exists()
+
+
+def test_make_help_lists_every_documented_target():
+    listed = make("help").stdout
+    for target in ("demo", "test", "reproduce-table", "report", "bench", "clean"):
+        assert f"{target}\t" in listed
