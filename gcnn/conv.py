@@ -10,8 +10,10 @@ lifting) and ``bias`` of shape ``(C_out,)``, one bias per G-channel shared over
 the group axis. The forward pass is one :func:`torch.nn.functional.conv2d`
 with the bank from :func:`gcnn.expansion.expand_filters`. In eval mode the
 bank is cached until the weight changes (an optimiser step, ``load_state_dict``
-or any in-place edit) or the module returns to training; the cache is never in
-the ``state_dict``.
+or an in-place edit of the parameter) or the module returns to training; the
+cache is never in the ``state_dict`` nor in a pickle or deepcopy. Edits through
+``param.data`` bypass PyTorch's version counter: call :meth:`clear_cache` after them
+(e.g. after an EMA update written with ``.data``).
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ class _GConv2d(nn.Module):
         self.in_channels = _check_int("in_channels", in_channels, 1)
         self.out_channels = _check_int("out_channels", out_channels, 1)
         if isinstance(kernel_size, (tuple, list)):
-            if len(set(kernel_size)) != 1:
+            if len(kernel_size) != 2 or len(set(kernel_size)) != 1:
                 raise ValueError(
                     f"kernel_size {tuple(kernel_size)!r} is not square; rotations need a square "
                     "kernel with an odd side (1, 3, 5, ...)")
@@ -101,9 +103,18 @@ class _GConv2d(nn.Module):
             self._cache = (key, *self.expanded_weight())
         return self._cache[1], self._cache[2]
 
-    def train(self, mode: bool = True) -> "_GConv2d":
+    def clear_cache(self) -> None:
+        """Drop the cached eval-mode bank (needed only after edits through ``.data``)."""
         self._cache = None
+
+    def train(self, mode: bool = True) -> "_GConv2d":
+        self.clear_cache()
         return super().train(mode)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_cache"] = None  # deepcopy/pickle never carry a bank
+        return state
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -4,7 +4,7 @@ Each :class:`~gcnn.LiftingConv2d` / :class:`~gcnn.GroupConv2d` is replaced by a
 :class:`PlainGroupConv2d`: an ordinary ``nn.Conv2d`` holding the expanded filter
 bank, plus the reshapes between 5-D G-feature maps and 4-D ``conv2d`` input.
 The result computes exactly the same function, has no group machinery left in
-its convolutions, and traces with ``torch.jit.trace`` / ``torch.onnx.export``.
+its convolutions, and traces with ``torch.jit.trace``.
 It is a frozen snapshot: train the original model, not the export.
 """
 from __future__ import annotations
@@ -51,8 +51,8 @@ def to_plain_conv(model: nn.Module) -> nn.Module:
     plain = copy.deepcopy(model).eval()
     if isinstance(plain, _GConv2d):
         return PlainGroupConv2d(plain)
-    for name, child in list(plain.named_modules()):
-        for attr, sub in list(child.named_children()):
-            if isinstance(sub, _GConv2d):
-                setattr(child, attr, PlainGroupConv2d(sub))
+    for parent in list(plain.modules()):
+        for attr, child in list(parent.named_children()):
+            if isinstance(child, _GConv2d):
+                setattr(parent, attr, PlainGroupConv2d(child))
     return plain

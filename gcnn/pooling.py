@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import _check_int
 from .groups import Group, get_group
 
 __all__ = ["GroupPool", "SpatialPool2d", "GlobalAvgPool"]
@@ -53,7 +54,9 @@ class SpatialPool2d(nn.Module):
     def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0,
                  mode: str = "max") -> None:
         super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
+        self.kernel_size = _check_int("kernel_size", kernel_size, 1)
+        self.stride = self.kernel_size if stride is None else _check_int("stride", stride, 1)
+        self.padding = _check_int("padding", padding, 0)
         self.mode = _check_mode(mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

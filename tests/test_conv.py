@@ -1,5 +1,6 @@
 """Lifting and group convolutions: exact equivariance, the eval cache, init, bad input."""
 import copy
+import pickle
 
 import pytest
 import torch
@@ -166,6 +167,31 @@ def test_eval_cache_sees_in_place_edits(p4m_layer_and_input):
         assert torch.allclose(layer(x), 2 * before - layer.bias.view(1, -1, 1, 1, 1))
 
 
+def test_edits_through_data_need_clear_cache(p4m_layer_and_input):
+    """``.data`` has its own version counter, so the cache cannot see such edits;
+    ``clear_cache`` (or ``eval()`` again) is the documented way back."""
+    layer, x = p4m_layer_and_input
+    layer.eval()
+    with torch.no_grad():
+        before = layer(x)
+        layer.weight.data.mul_(2)
+        layer.clear_cache()
+        after = layer(x)
+    assert not torch.allclose(after, before)
+    assert torch.equal(after, fresh_output(layer, x))
+
+
+def test_copies_and_pickles_carry_no_cached_bank(p4m_layer_and_input):
+    layer, x = p4m_layer_and_input
+    layer.eval()
+    with torch.no_grad():
+        layer(x)
+    assert layer._cache is not None
+    assert copy.deepcopy(layer)._cache is None
+    assert pickle.loads(pickle.dumps(layer))._cache is None
+    assert layer._cache is not None  # the original keeps its bank
+
+
 def test_eval_mode_still_gives_weight_gradients(p4m_layer_and_input):
     layer, x = p4m_layer_and_input
     layer.eval()
@@ -185,7 +211,7 @@ def test_state_dict_has_the_same_keys_in_train_and_eval(p4m_layer_and_input):
 
 
 # ---------------------------------------------------------------- bad input
-@pytest.mark.parametrize("kernel_size", [2, 4, 0, (3, 5), 3.0])
+@pytest.mark.parametrize("kernel_size", [2, 4, 0, (3, 5), (3, 3, 3), 3.0])
 def test_bad_kernel_size(kernel_size):
     with pytest.raises(ValueError, match=r"kernel_size .*(odd|square)"):
         gcnn.GroupConv2d(2, 2, kernel_size, group="p4")

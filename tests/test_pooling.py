@@ -59,3 +59,13 @@ def test_bad_pooling_arguments():
         gcnn.GroupPool(group="p4")(torch.zeros(2, 3, 5, 5))
     with pytest.raises(ValueError, match=r"got shape \(5, 5\)"):
         gcnn.SpatialPool2d(2)(torch.zeros(5, 5))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"kernel_size": 0}, "kernel_size must be an int >= 1, got 0"),
+    ({"kernel_size": 2, "stride": 0}, "stride must be an int >= 1, got 0"),
+    ({"kernel_size": 2, "padding": -1}, "padding must be an int >= 0, got -1"),
+])
+def test_bad_spatial_pool_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        gcnn.SpatialPool2d(**kwargs)
