@@ -62,10 +62,9 @@ def get_spec(arch: str) -> ModelSpec:
         raise ValueError(f"unknown arch {arch!r}; expected one of {list_models()}") from None
 
 
-def _check_group(group: str) -> str:
-    if group not in gcnn.GROUP_NAMES:
-        raise ValueError(f"unknown group {group!r}; expected one of {list(gcnn.GROUP_NAMES)}")
-    return group
+def _check_group(group: str | gcnn.Group) -> str:
+    """The group's name; ``gcnn.get_group`` raises the ValueError naming the choices."""
+    return gcnn.get_group(group).name
 
 
 def _check_positive_int(name: str, value: Any) -> int:
@@ -101,7 +100,7 @@ def build_model(arch: str, group: str, num_classes: int = 10, *, in_channels: in
     Returns a module mapping ``(B, in_channels, H, W)`` to ``(B, num_classes)``.
     """
     spec = get_spec(arch)
-    _check_group(group)
+    group = _check_group(group)
     _check_positive_int("num_classes", num_classes)
     _check_positive_int("in_channels", in_channels)
     base = tuple(overrides.pop("widths", spec.widths[group]))
