@@ -40,7 +40,7 @@ __all__ = ["run", "Trainer", "default_run_dir", "stream_seed", "global_batches",
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
 # Config keys that may change between a run and its resumption (they do not change the numbers).
-RESUME_IGNORED_KEYS = ("logger", "progress", "sweep_name", "eval_batch_size", "equivariance_images")
+RESUME_IGNORED_KEYS = ("logger", "progress", "sweep_name", "equivariance_images")
 
 
 def run(cfg: Any, run_dir: str | os.PathLike | None = None, *, multirun: bool = False) -> dict[str, Any]:
@@ -416,7 +416,8 @@ class Trainer:
             else math.nan
         result = {
             "status": "finished", "model": c.model.name, "group": c.group.name, "augment": c.augment.name,
-            "data": c.data.get("name"), "train_size": c.data.get("train_size"), "seed": c.seed,
+            "data": c.data.get("name"), "train_size": c.data.get("train_size"),
+            "n_train": int(self.train_x.shape[0]), "seed": c.seed,
             "epochs": c.epochs, "final_test_error": last["test_error"], "final_test_loss": last["test_loss"],
             "best_test_error": best["test_error"], "best_epoch": best["epoch"],
             "final_train_loss": last["train_loss"], "final_train_error": last["train_error"],
