@@ -353,3 +353,15 @@ def test_plan_cli_goes_on_with_force(cpu_only, monkeypatch):
 def test_plan_cli_bad_epochs_exits_2(cpu_only, capsys):
     assert plan.main(["--epochs", "0"]) == 2
     assert "epochs for 'allcnnc' is 0" in capsys.readouterr().err
+
+
+def test_runs_that_differ_only_in_epochs_are_not_duplicates(tmp_path, tmp_path_factory):
+    write_run(tmp_path / "smoke", epochs=2, final=30.0)
+    write_run(tmp_path / "full", epochs=4, final=10.0)
+    collection = collect_runs([tmp_path])
+    assert sorted(collection.runs["epochs"]) == [2, 4] and collection.excluded.empty
+    out = tmp_path_factory.mktemp("out")
+    build_report([tmp_path], out)
+    assert _png_is_drawn(out / "convergence.png")
+    rows = [line for line in (out / "table.md").read_text().splitlines() if line.startswith("| All-CNN-C | z2 |")]
+    assert [row.split("|")[3].strip() for row in rows[:2]] == ["2", "4"]

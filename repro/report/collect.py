@@ -37,7 +37,7 @@ OPTIONAL_RESULT_KEYS = ("best_test_error", "best_epoch", "final_train_loss", "pa
 
 
 # Training images of the full training sets (before a validation split), used when a
-# result.json does not record ``n_train``: digits_rot's fixed split (repro/data/digits.py)
+# result.json predates the ``n_train`` field: digits_rot's fixed split (repro/data/digits.py)
 # and CIFAR's 50k.
 FULL_TRAIN_SIZES = {"digits_rot": 1000, "cifar10": 50_000, "cifar100": 50_000}
 
@@ -216,7 +216,7 @@ def _split_duplicates(finished: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
     """Keep the newest run (by result.json mtime) of each run key; list the others."""
     if finished.empty:
         return finished, finished.iloc[0:0]
-    key = list(RUN_KEY)
+    key = [*RUN_KEY, "epochs"]  # a 10-epoch smoke run is not a duplicate of the full run
     run_keys = ["|".join(map(repr, row)) for row in finished[key].itertuples(index=False, name=None)]
     ordered = finished.assign(_key=run_keys)
     ordered = ordered.sort_values(["_key", "mtime", "path"], ascending=[True, False, True])

@@ -19,6 +19,8 @@ import pandas as pd  # noqa: E402
 
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
+from repro.io import atomic_write  # noqa: E402
+
 from .table import AUGMENT_ORDER, GROUP_ORDER, MODEL_ORDER, column_label, network_name  # noqa: E402
 
 __all__ = ["GROUP_COLORS", "GROUP_MARKERS", "group_color", "plot_convergence", "plot_data_efficiency"]
@@ -104,11 +106,14 @@ def plot_convergence(curves: pd.DataFrame, out_dir: str | os.PathLike) -> list[P
     (none when ``curves`` is empty)."""
     if curves.empty:
         return []
-    panels = _panels(curves, ["model", "data", "augment", "train_size"])
+    panels = _panels(curves, ["model", "data", "augment", "train_size", "epochs"])
     sized = {key[:3] for key, _ in panels if key[3] is not None}
     figure, axes = plt.subplots(len(panels), 2, figsize=(11, 3.2 * len(panels) + 0.9), squeeze=False)
-    for row, ((model, data, augment, size), panel) in enumerate(panels):
+    several_lengths = len({key[:4] for key, _ in panels}) < len(panels)
+    for row, ((model, data, augment, size, epochs), panel) in enumerate(panels):
         title = _panel_title(model, data, augment, size, (model, data, augment) in sized)
+        if several_lengths:
+            title += f", {epochs} epochs"
         for group in _group_sort(list(panel["group"].unique())):
             runs = panel[panel["group"] == group]
             _draw_band(axes[row, 0], runs, "test_error", group)
@@ -143,7 +148,7 @@ def _save(figure: plt.Figure, stem: Path, formats: tuple[str, ...]) -> list[Path
     paths = []
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
-        figure.savefig(path, dpi=DPI)
+        atomic_write(path, lambda tmp, fmt=fmt: figure.savefig(tmp, format=fmt, dpi=DPI))
         paths.append(path)
     plt.close(figure)
     return paths

@@ -245,7 +245,7 @@ def wide_sections(summary: pd.DataFrame) -> list[Section]:
 
 
 def _mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    keys = ["model", "data", "augment", "train_size", "group", "epoch"]
+    keys = ["model", "data", "augment", "train_size", "epochs", "group", "epoch"]
     frame = curves.assign(train_size=curves["train_size"].map(lambda v: -1 if _is_missing(v) else v))
     mean = frame.groupby(keys, sort=True)["test_error"].mean().reset_index()
     mean["train_size"] = pd.Series([None if v == -1 else int(v) for v in mean["train_size"]],
