@@ -49,8 +49,12 @@ def test_compiled_group_conv_matches_eager_in_eval_and_follows_weight_edits(grou
     assert compile_matches_eager(layer, x, backend="eager")["ok"]
     compiled = torch.compile(layer, backend="eager", fullgraph=True)
     with torch.no_grad():
+        before = compiled(x)
         layer.weight.mul_(-1.5)              # the compiled eval path must not serve a stale bank
-        torch.testing.assert_close(compiled(x), layer(x), rtol=0, atol=0)
+        after = compiled(x)
+        reference = torch.nn.functional.conv2d(x.flatten(1, 2), *layer.expanded_weight(), padding=1)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after.flatten(1, 2), reference, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("cls", [gcnn.LiftingConv2d, gcnn.GroupConv2d])
