@@ -145,37 +145,28 @@ def test_eval_cache_is_invalidated_by_an_optimizer_step(p4m_layer_and_input):
     assert torch.equal(after, fresh_output(layer, x))
 
 
-def test_eval_cache_is_invalidated_by_load_state_dict(p4m_layer_and_input):
-    layer, x = p4m_layer_and_input
+def load_other_weights(layer):
     other = copy.deepcopy(layer)
     other.reset_parameters()
-    layer.eval()
-    with torch.no_grad():
-        before = layer(x)
-        layer.load_state_dict(other.state_dict())
-        after = layer(x)
-    assert not torch.allclose(after, before)
-    assert torch.equal(after, fresh_output(layer, x))
+    layer.load_state_dict(other.state_dict())
 
 
-def test_eval_cache_sees_in_place_edits(p4m_layer_and_input):
-    layer, x = p4m_layer_and_input
-    layer.eval()
-    with torch.no_grad():
-        before = layer(x)
-        layer.weight.mul_(2)
-        assert torch.allclose(layer(x), 2 * before - layer.bias.view(1, -1, 1, 1, 1))
-
-
-def test_edits_through_data_need_clear_cache(p4m_layer_and_input):
+def edit_data_then_clear_cache(layer):
     """``.data`` has its own version counter, so the cache cannot see such edits;
     ``clear_cache`` (or ``eval()`` again) is the documented way back."""
+    layer.weight.data.mul_(2)
+    layer.clear_cache()
+
+
+@pytest.mark.parametrize("change", [load_other_weights, lambda layer: layer.weight.mul_(2),
+                                    edit_data_then_clear_cache],
+                         ids=["load_state_dict", "in_place_edit", "data_edit_and_clear_cache"])
+def test_eval_cache_is_invalidated_when_weights_change(p4m_layer_and_input, change):
     layer, x = p4m_layer_and_input
     layer.eval()
     with torch.no_grad():
         before = layer(x)
-        layer.weight.data.mul_(2)
-        layer.clear_cache()
+        change(layer)
         after = layer(x)
     assert not torch.allclose(after, before)
     assert torch.equal(after, fresh_output(layer, x))
