@@ -3,8 +3,10 @@ and the relative deviation of its logits under the group's transformations.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -54,17 +56,28 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) -> 
 
     counted = (gcnn.LiftingConv2d, gcnn.GroupConv2d, nn.Conv2d, nn.Linear)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, counted)]
-    was_training = model.training
     try:
-        model.eval()
-        param = next(model.parameters(), None)
-        kwargs = {} if param is None else {"dtype": param.dtype, "device": param.device}
-        model(torch.zeros(1, *input_shape, **kwargs))
+        with evaluating(model):
+            param = next(model.parameters(), None)
+            kwargs = {} if param is None else {"dtype": param.dtype, "device": param.device}
+            model(torch.zeros(1, *input_shape, **kwargs))
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     return total
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode, then give every submodule back its own mode
+    (``model.train(was_training)`` would also flip deliberately frozen parts)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:  # parents come first, so children end in their own mode
+            module.train(training)
 
 
 @torch.no_grad()

@@ -309,3 +309,11 @@ def test_script_prints_and_writes_the_same_report(tmp_path):
     assert result.stdout == out.read_text()
     assert set(table_rows(result.stdout)) == {("rotmnist", g) for g in gcnn.GROUP_NAMES}
     assert re.search(r"\| rotmnist \| p4 \| 1x16x16 \| [\d,]+ \| n/a \| n/a \|", result.stdout)
+
+
+def test_count_macs_gives_every_submodule_back_its_own_mode():
+    model = models.build_model("rotmnist", "p4", width=0.5, in_channels=1)
+    frozen = next(m for m in model.modules() if isinstance(m, gcnn.GroupBatchNorm2d))
+    frozen.eval()  # a deliberately frozen part of a training model
+    models.count_macs(model, (1, 16, 16))
+    assert model.training and not frozen.training

@@ -26,12 +26,7 @@ def measure_equivariance(model: nn.Module, images: torch.Tensor, group: str,
     """
     if images.shape[0] == 0:
         return float("nan")
-    was_training = model.training
-    model.eval()
-    try:
-        total = 0.0
-        for chunk in images.split(batch_size):
-            total += models.invariance_error(model, chunk.float(), group) * chunk.shape[0]
-    finally:
-        model.train(was_training)
+    with models.evaluating(model):
+        total = sum(models.invariance_error(model, chunk.float(), group) * chunk.shape[0]
+                    for chunk in images.split(batch_size))
     return total / images.shape[0]
