@@ -82,12 +82,13 @@ def flip_images(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
 def d4_transform_images(x: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
     """Apply ``p4m`` element ``element[b]`` (index 0..7, see :mod:`gcnn.groups`) to image ``b``."""
     group = gcnn.get_group("p4m")
-    out = x.clone()
-    for g in range(1, group.order):
-        mask = element == g
-        if bool(mask.any()):
-            out[mask] = group.transform_image(x[mask], g)
-    return out
+    height, width = x.shape[-2:]
+    pixels = torch.arange(height * width, device=x.device).view(height, width)
+    # sources[g, p]: the pixel that element g moves to p (as in gcnn.expansion), so one
+    # gather transforms every image by its own element with no host sync.
+    sources = torch.stack([group.transform_image(pixels, g).flatten() for g in range(group.order)])
+    index = sources[element.to(x.device)].unsqueeze(1).expand(-1, x.shape[1], -1)
+    return x.flatten(2).gather(2, index).view_as(x)
 
 
 def _identity(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
