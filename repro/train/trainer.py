@@ -255,7 +255,8 @@ class Trainer:
         augment_gen = torch.Generator(device=self.device).manual_seed(stream_seed(cfg.seed, epoch, 2))
         batches = global_batches(order, cfg.batch_size, ctx.world_size)
         self.train_model.train()
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, errors
+        count = 0
         bar = self.progress_bar(len(batches), epoch)
         start = time.time()
         for index in batches:
@@ -276,11 +277,11 @@ class Trainer:
             self.scaler.update()
             self.scheduler.step()
             wrong = (logits.detach().argmax(1) != y).sum()
-            totals += torch.stack([loss_sum.detach().double(), wrong.double(),
-                                   torch.tensor(float(y.numel()), device=self.device, dtype=torch.float64)])
+            totals += torch.stack([loss_sum.detach().double(), wrong.double()])
+            count += y.numel()
             if bar is not None:
                 bar.update(1)
-        loss_total, wrong_total, count = distributed.all_reduce_sum(ctx, totals).tolist()  # syncs
+        loss_total, wrong_total, count = self.reduce_totals(totals, count)  # syncs
         seconds = time.time() - start
         if bar is not None:
             bar.close()
@@ -294,20 +295,25 @@ class Trainer:
         return tqdm(total=total, desc=f"epoch {epoch}/{self.config.epochs}", leave=False,
                     file=sys.stderr, unit="batch")
 
+    def reduce_totals(self, totals: torch.Tensor, count: int) -> list[float]:
+        """``[loss sum, errors, images]`` summed over the ranks; the image count is
+        known on the host, so it joins the device sums only here, once per pass."""
+        local = torch.cat([totals, totals.new_tensor([float(count)])])
+        return distributed.all_reduce_sum(self.ctx, local).tolist()
+
     @torch.no_grad()
     def evaluate(self, x_all: torch.Tensor, y_all: torch.Tensor) -> tuple[float, float]:
         """Mean loss and error (%) over ``x_all``, sharded over the ranks and summed."""
         self.eval_model.eval()
         shard = torch.tensor_split(torch.arange(len(x_all), device=self.device), self.ctx.world_size)[self.ctx.rank]
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, errors
         for index in shard.split(self.config.eval_batch_size):
             with self.autocast():
                 logits = self.eval_model(self.prepare_input(x_all[index]))
             y = y_all[index]
             totals += torch.stack([F.cross_entropy(logits.float(), y, reduction="sum").double(),
-                                   (logits.argmax(1) != y).sum().double(),
-                                   torch.tensor(float(y.numel()), device=self.device, dtype=torch.float64)])
-        loss_total, wrong_total, count = distributed.all_reduce_sum(self.ctx, totals).tolist()
+                                   (logits.argmax(1) != y).sum().double()])
+        loss_total, wrong_total, count = self.reduce_totals(totals, len(shard))
         return loss_total / count, 100.0 * wrong_total / count
 
     @torch.no_grad()
