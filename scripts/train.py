@@ -5,11 +5,13 @@
     python scripts/train.py experiment=paper_allcnnc group=p4m augment=crop_flip
     torchrun --nproc_per_node=2 scripts/train.py ...         # DistributedDataParallel
 
-Rerunning the same command resumes the run in the same directory; a finished run is not redone.
-A bad config value prints one line ``error: ...`` and exits with status 2.
+Rerunning the same command resumes the run in the same folder; a finished run is not redone.
+A bad config value or a data problem prints one line ``error: ...`` and exits with status 2
+(HYDRA_FULL_ERROR=1 shows the traceback instead).
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,19 +21,28 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import repro.train  # noqa: E402  (also registers the run-directory resolver)
+import repro.train  # noqa: E402  (also registers the run-folder resolvers)
+from repro.data import DataError  # noqa: E402
+
+
+def refuse(error: Exception, run_dir: Path) -> None:
+    """One line on stderr and exit 2; a folder this command created is removed again."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        config = repro.train.load_config(cfg)
-        result = repro.train.run(config, run_dir=hydra_cfg.runtime.output_dir,
-                                 multirun=hydra_cfg.mode == RunMode.MULTIRUN)
-    except repro.train.ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        result = repro.train.run(cfg, run_dir=run_dir, multirun=hydra_cfg.mode == RunMode.MULTIRUN)
+    except (repro.train.ConfigError, DataError) as error:
+        refuse(error, run_dir)
     return result["final_test_error"]
 
 

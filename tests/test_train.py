@@ -11,17 +11,18 @@ import torch
 
 import models
 from repro.train import ConfigError, compose_config, load_config, run
-from repro.train.optim import lr_factor
-from repro.train.config import ScheduleConfig
-from repro.train.trainer import Trainer, global_batches
+from repro.train.checkpoint import CHECKPOINT, PREVIOUS
+from repro.train.distributed import setup as dist_setup
+from repro.train.reproducible import epoch_batches, global_batches
+from repro.train.robustness import P4M_ELEMENT_NAMES, rotate_images
+from repro.train.trainer import Trainer, setup
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 METRIC_KEYS = {"epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "epoch_time_s",
                "images_per_s"}
 RESULT_KEYS = {"status", "model", "group", "augment", "data", "train_size", "seed", "epochs",
                "final_test_error", "best_test_error", "best_epoch", "final_train_loss", "params", "macs",
                "equivariance_error", "equivariance_group", "config", "git_commit", "torch_version",
-               "device", "wall_time_s"}
+               "device", "wall_time_s", "identity", "steps", "robustness"}
 
 
 @pytest.fixture(autouse=True)
@@ -39,105 +40,24 @@ def tiny(tmp_path: Path, *extra: str) -> list[str]:
             "batch_size=16", "model.width=0.5", "equivariance_images=32", "logger=none", *extra]
 
 
-# ---------------------------------------------------------------- schedules
-def test_step_schedule_divides_after_each_milestone_epoch():
-    cfg = ScheduleConfig(name="step", milestones=[1, 3], gamma=0.1)
-    factors = [lr_factor(cfg, step, steps_per_epoch=2, epochs=4) for step in range(8)]
-    assert factors == [1, 1, 0.1, 0.1, 0.1, 0.1, pytest.approx(0.01), pytest.approx(0.01)]
-
-
-def test_cosine_schedule_and_warmup():
-    cfg = ScheduleConfig(name="cosine", min_lr_factor=0.1)
-    assert lr_factor(cfg, 0, 10, 4) == 1.0
-    assert lr_factor(cfg, 20, 10, 4) == pytest.approx(0.55)
-    assert lr_factor(cfg, 40, 10, 4) == pytest.approx(0.1)
-    warm = ScheduleConfig(name="constant", warmup_epochs=0.5)
-    assert [lr_factor(warm, s, 10, 4) for s in range(7)] == [0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0]
-
-
+# ---------------------------------------------------------------- batches
 def test_global_batches_keep_a_last_batch_only_if_every_rank_gets_an_image():
     order = torch.arange(10)
     assert [b.tolist() for b in global_batches(order, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert len(global_batches(order, 4, world_size=2)) == 3
     assert len(global_batches(order, 4, world_size=3)) == 2
+    assert len(global_batches(order, 4, drop_last=True)) == 2  # static shapes under torch.compile
 
 
-# ---------------------------------------------------------------- configs
-def test_default_config_is_the_cpu_demo():
-    config = load_config(compose_config())
-    assert (config.data["name"], config.model.name, config.group.name, config.augment.name) == \
-        ("digits_rot", "rotmnist", "p4", "none")
-    assert (config.optim.name, config.optim.lr, config.batch_size) == ("adam", 0.001, 128)
-    assert config.logger.name == "csv" and config.device == "auto"
-
-
-@pytest.mark.parametrize("overrides", [
-    [],
-    ["experiment=paper_allcnnc", "group=p4m", "augment=crop_flip"],
-    ["experiment=paper_resnet44", "optim.lr=0.1", "seed=3"],
-    ["group=z2", "optim=sgd", "schedule=cosine", "logger=wandb", "data=cifar100"],
-])
-def test_compose_without_hydra_matches_hydra(overrides):
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        expected = compose("train", overrides=overrides)
-    expected = OmegaConf.to_container(expected, resolve=True)
-    expected.pop("hydra", None)
-    assert OmegaConf.to_container(compose_config(overrides), resolve=True) == expected
-
-
-def test_paper_recipes():
-    allcnnc = load_config(compose_config(["experiment=paper_allcnnc"]))
-    assert (allcnnc.model.name, allcnnc.data["name"], allcnnc.optim.name, allcnnc.optim.lr,
-            allcnnc.optim.momentum, allcnnc.optim.weight_decay, allcnnc.batch_size) == \
-        ("allcnnc", "cifar10", "sgd", 0.01, 0.9, 0.001, 128)
-    resnet = load_config(compose_config(["experiment=paper_resnet44", "group=p4m"]))
-    assert (resnet.model.name, resnet.group.name, resnet.optim.lr, resnet.schedule.name,
-            resnet.schedule.milestones, resnet.epochs) == ("resnet44", "p4m", 0.05, "step", [50, 100, 150], 300)
-    assert load_config(compose_config(["experiment=paper_resnet26"])).model.name == "resnet26"
-
-
-def test_every_trainer_yaml_says_where_its_values_come_from():
-    owned = ["group", "model", "optim", "schedule", "logger", "experiment", "hydra"]
-    for path in [p for name in owned for p in (CONFIG_DIR / name).rglob("*.yaml")] + [CONFIG_DIR / "train.yaml"]:
-        text = path.read_text()
-        assert text.lstrip().startswith("#"), f"{path} has no header comment"
-
-
-@pytest.mark.parametrize("overrides, message", [
-    (["group.name=p5"], "group='p5' is not valid; expected one of ['z2', 'p4', 'p4m']"),
-    (["augment.name=rot"], "augment='rot' is not valid; expected one of ['none', 'crop_flip', 'rot_flip']"),
-    (["epochs=-1"], "epochs=-1 is not valid; expected an integer >= 1"),
-    (["epochs=0"], "epochs=0 is not valid"),
-    (["batch_size=0"], "batch_size=0 is not valid"),
-    (["model.name=vgg"], "model='vgg' is not valid; expected one of ['allcnnc', 'resnet44', 'resnet26', 'rotmnist']"),
-    (["optim.name=rmsprop"], "optim='rmsprop' is not valid; expected one of ['sgd', 'adam']"),
-    (["schedule.name=linear"], "schedule='linear' is not valid; expected one of ['constant', 'step', 'cosine']"),
-    (["logger.name=tensorboard"], "logger='tensorboard' is not valid; expected one of ['none', 'csv', 'wandb']"),
-    (["logger=wandb", "logger.mode=cloud"], "logger.mode='cloud' is not valid; expected one of ['offline', 'online', 'disabled']"),
-    (["amp=maybe"], "amp='maybe' is not valid; expected one of ['auto', True, False]"),
-    (["device=tpu"], "device='tpu' is not valid"),
-    (["optim.lr=0"], "optim.lr=0 is not valid"),
-    (["schedule.milestones=[30,10]"], "schedule.milestones=[30, 10] is not valid"),
-    (["+epochz=3"], "unknown config key 'epochz'"),
-    (["+optim.lr_decay=3"], "unknown config key 'optim.lr_decay'"),
-    (["data=cifar10", "data.root=/nonexistent/cifar", "data.download=false"],
-     "data.root='/nonexistent/cifar' does not exist and data.download=false"),
-])
-def test_bad_values_fail_with_one_line_naming_value_and_choices(overrides, message):
-    with pytest.raises(ConfigError) as info:
-        load_config(compose_config(overrides))
-    assert message in str(info.value)
-    assert "\n" not in str(info.value)
-
-
-def test_unknown_group_choice_names_the_choices():
-    with pytest.raises(ConfigError, match=r"group='p5' is not valid; expected one of \['p4', 'p4m', 'z2'\]"):
-        compose_config(["group=p5"])
-    with pytest.raises(ConfigError, match=r"augment='rot' is not valid; expected one of \['crop_flip', 'none', 'rot_flip'\]"):
-        compose_config(["augment=rot"])
+def test_steps_per_epoch_gives_every_training_set_size_the_same_budget():
+    small = [epoch_batches(0, e, 10, 4, steps_per_epoch=8) for e in (1, 2)]
+    large = [epoch_batches(0, e, 100, 4, steps_per_epoch=8) for e in (1, 2)]
+    assert [len(b) for b in small + large] == [8, 8, 8, 8]
+    # passes run on across epochs: every image once per pass of 3 batches (4 + 4 + 2)
+    steps = [b.tolist() for b in small[0] + small[1]]
+    assert sorted(sum(steps[0:3], [])) == list(range(10)) and sorted(sum(steps[3:6], [])) == list(range(10))
+    # without steps_per_epoch an epoch is one pass, drawn as before
+    assert [b.tolist() for b in epoch_batches(0, 2, 10, 4, None)] == steps[3:6]
 
 
 def test_run_accepts_a_plain_dict(tmp_path):
@@ -173,8 +93,17 @@ def test_run_writes_metrics_result_and_checkpoint(tmp_path, capsys):
     assert saved["equivariance_group"] == "p4"
     assert saved["equivariance_error"] < 1e-4  # p4 net on 8x8 inputs: invariant up to float32 round-off
     assert saved["config"]["model"]["width"] == 0.5 and saved["torch_version"] == torch.__version__
-    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
-    assert checkpoint["epoch"] == 2 and {"model", "optimizer", "scheduler", "scaler", "rng"} <= set(checkpoint)
+    assert saved["steps"] == 2 * 4 and len(saved["identity"]) == 8
+    assert set(saved["robustness"]["p4m"]) == set(P4M_ELEMENT_NAMES)
+    assert len(saved["robustness"]["rotation"]) == 24  # digits: every 15 degrees
+    # a p4 net is invariant to quarter turns: the same error on r, r2, r3 as on e (up to float32 ties)
+    p4m = saved["robustness"]["p4m"]
+    assert max(abs(p4m[g] - p4m["e"]) for g in ("r", "r2", "r3")) <= 100 * 2 / 797
+    assert saved["robustness"]["rotation"]["0"] == pytest.approx(p4m["e"])
+    checkpoint = torch.load(run_dir / CHECKPOINT, weights_only=False)
+    previous = torch.load(run_dir / PREVIOUS, weights_only=False)
+    assert (checkpoint["epoch"], previous["epoch"]) == (2, 1)
+    assert {"model", "optimizer", "scheduler", "scaler", "config", "history"} <= set(checkpoint)
 
 
 def test_a_finished_run_is_not_redone(tmp_path, capsys):
@@ -188,10 +117,61 @@ def test_a_finished_run_is_not_redone(tmp_path, capsys):
     assert (run_dir / "result.json").stat().st_mtime_ns == stamp
 
 
-def test_a_run_directory_refuses_a_different_config(tmp_path):
+def test_a_run_folder_refuses_a_different_experiment_naming_the_keys(tmp_path):
     run(compose_config(tiny(tmp_path, "epochs=1")), run_dir=tmp_path / "run")
-    with pytest.raises(ConfigError, match="holds a run with a different config .*seed: 0 there, 1 now"):
-        run(compose_config(tiny(tmp_path, "epochs=1", "seed=1")), run_dir=tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    with pytest.raises(ConfigError) as info:
+        run(compose_config(tiny(tmp_path, "epochs=1", "seed=1", "optim.lr=0.01")), run_dir=tmp_path / "run")
+    assert "holds a different experiment (optim.lr=0.001 there, 0.01 now, seed=0 there, 1 now)" in str(info.value)
+    assert "\n" not in str(info.value)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+
+
+def test_moving_the_data_does_not_block_resume(tmp_path, monkeypatch):
+    overrides = tiny(tmp_path, "epochs=2")
+    original = Trainer.run_epoch
+    monkeypatch.setattr(Trainer, "run_epoch", lambda self, epoch: (
+        original(self, epoch) if epoch < 2 else (_ for _ in ()).throw(KeyboardInterrupt())))
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_config(overrides), run_dir=tmp_path / "run")
+    monkeypatch.setattr(Trainer, "run_epoch", original)
+    moved = [o for o in overrides if not o.startswith("data.root")] + [
+        f"data.root={tmp_path / 'elsewhere'}", "logger=csv", "progress=false"]
+    result = run(compose_config(moved), run_dir=tmp_path / "run")
+    assert result["status"] == "finished" and result["epochs"] == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage"])
+def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys, damage):
+    overrides = tiny(tmp_path, "epochs=3", "deterministic=true")
+    straight = run(compose_config(overrides), run_dir=tmp_path / "straight")
+    crashed = tmp_path / "crashed"
+    run(compose_config(tiny(tmp_path, "epochs=3", "deterministic=true")), run_dir=crashed)
+    (crashed / "result.json").unlink()
+    # keep epoch 2 as the previous checkpoint and break the latest (epoch 3)
+    latest = crashed / CHECKPOINT
+    data = latest.read_bytes()
+    latest.write_bytes({"truncate": data[: len(data) // 2], "empty": b"", "garbage": b"not a checkpoint"}[damage])
+    capsys.readouterr()
+    resumed = run(compose_config(overrides), run_dir=crashed)
+    err = capsys.readouterr().err
+    assert f"warning: {latest} is unreadable" in err and "resuming from checkpoint.prev.pt (epoch 2)" in err
+    assert resumed["final_test_error"] == straight["final_test_error"]
+    # neither usable: one line naming the file and what to do
+    for name in (CHECKPOINT, PREVIOUS):
+        (crashed / name).write_bytes(b"")
+    (crashed / "result.json").unlink()
+    with pytest.raises(ConfigError, match=r"checkpoint.pt is unreadable .* no earlier checkpoint is usable; delete"):
+        run(compose_config(overrides), run_dir=crashed)
+
+
+def test_a_corrupt_result_is_redone_from_the_last_checkpoint(tmp_path, capsys):
+    first = run(compose_config(tiny(tmp_path, "epochs=1")), run_dir=tmp_path / "run")
+    (tmp_path / "run" / "result.json").write_text('{"status": "fini')
+    again = run(compose_config(tiny(tmp_path, "epochs=1")), run_dir=tmp_path / "run")
+    assert "result.json is corrupt (JSONDecodeError)" in capsys.readouterr().err
+    assert again["final_test_error"] == first["final_test_error"]
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "finished"
 
 
 def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):
@@ -226,12 +206,11 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch
 # ---------------------------------------------------------------- pieces
 def test_bn_recalibration_sets_running_stats_to_the_training_set_statistics(tmp_path):
     config = load_config(compose_config(tiny(tmp_path, "eval_batch_size=1000")))
-    from repro.train import distributed
 
-    trainer = Trainer(config, tmp_path / "run", distributed.setup("cpu"))
-    trainer.load_data()
-    trainer.build_model()
-    first_bn = next(m for m in trainer.module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    trainer = Trainer(config, tmp_path / "run", dist_setup("cpu"))
+    trainer.state = setup(config, trainer.ctx)
+    first_bn = next(m for m in trainer.state.module.modules()
+                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
     seen = []
     handle = first_bn.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
     trainer.recalibrate_batchnorm()
@@ -241,7 +220,7 @@ def test_bn_recalibration_sets_running_stats_to_the_training_set_statistics(tmp_
     dims = [0, *range(2, x.dim())]
     torch.testing.assert_close(first_bn.running_mean, x.mean(dims), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(first_bn.running_var, x.var(dims, unbiased=True), rtol=1e-5, atol=1e-6)
-    assert not trainer.module.training and first_bn.momentum == 0.1
+    assert not trainer.state.module.training and first_bn.momentum == 0.1
 
 
 def test_equivariance_is_measured_with_p4m_for_plain_cnns():
@@ -279,8 +258,11 @@ def test_a_deterministic_run_leaves_the_global_torch_flags_as_they_were(tmp_path
     assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == before
 
 
-def test_hydra_overrides_are_ignored_by_compose_config():
-    assert compose_config(["hydra/launcher=joblib", "hydra.run.dir=x", "seed=2"]).seed == 2
+def test_rotate_images_turns_counter_clockwise_like_rot90():
+    x = torch.randn(2, 1, 9, 9, dtype=torch.float64)
+    torch.testing.assert_close(rotate_images(x, 90), torch.rot90(x, 1, (-2, -1)))
+    torch.testing.assert_close(rotate_images(x, 0), x)
+    assert not torch.allclose(rotate_images(x, 90), torch.rot90(x, -1, (-2, -1)))
 
 
 @pytest.mark.slow

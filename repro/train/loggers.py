@@ -1,6 +1,9 @@
 """Experiment loggers beyond the run record (``metrics.jsonl`` + ``result.json``,
 which the trainer always writes):
 
+Each class is the ``_target_`` of its YAML under ``configs/logger/``; the trainer builds it
+with :func:`repro.train.config.build_option` and the run-time arguments of :class:`Logger`.
+
 * ``none``  - nothing more (stdout only).
 * ``csv``   - ``metrics.csv`` beside ``metrics.jsonl`` (for spreadsheets).
 * ``wandb`` - Weights & Biases: resolved config, per-epoch metrics, final summary.
@@ -18,13 +21,21 @@ from typing import Any
 
 from repro.io import write_text
 
-from .config import LoggerConfig
-
-__all__ = ["Logger", "CsvLogger", "WandbLogger", "build_logger"]
+__all__ = ["Logger", "CsvLogger", "WandbLogger"]
 
 
 class Logger:
-    """Base class: does nothing (``logger=none``)."""
+    """Base class: does nothing (``logger=none``).
+
+    Run-time arguments, the same for every logger: ``run_dir`` (the run's folder),
+    ``config`` (the resolved config dict), ``run_name``, ``default_group`` (the sweep
+    name in a multirun, else None) and ``default_tags``.
+    """
+
+    def __init__(self, run_dir: Path | None = None, config: dict[str, Any] | None = None,
+                 run_name: str = "", default_group: str | None = None,
+                 default_tags: list[str] | None = None) -> None:
+        self.run_dir = Path(run_dir) if run_dir is not None else None
 
     def log_epoch(self, history: list[dict[str, Any]]) -> None:
         """Called after each epoch; ``history[-1]`` is the epoch just finished."""
@@ -39,7 +50,8 @@ class Logger:
 class CsvLogger(Logger):
     """Rewrites ``metrics.csv`` atomically after every epoch."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, **runtime: Any) -> None:
+        super().__init__(run_dir, **runtime)
         self.path = Path(run_dir) / "metrics.csv"
 
     def log_epoch(self, history: list[dict[str, Any]]) -> None:
@@ -54,16 +66,18 @@ class CsvLogger(Logger):
 class WandbLogger(Logger):
     """One wandb run per run directory, resumed across restarts."""
 
-    def __init__(self, cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], name: str,
-                 group: str | None, tags: list[str]) -> None:
+    def __init__(self, run_dir: Path, config: dict[str, Any], run_name: str, default_group: str | None,
+                 default_tags: list[str], *, mode: str = "offline", project: str = "gcnn-repro",
+                 entity: str | None = None, group: str | None = None, tags: list[str] = ()) -> None:
         import wandb  # lazy: repro.train works without wandb installed
 
+        super().__init__(run_dir)
         id_file = Path(run_dir) / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
         write_text(id_file, run_id + "\n")
-        self.run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, dir=str(run_dir),
-                              id=run_id, resume="allow", name=name, group=group,
-                              tags=list(dict.fromkeys([*tags, *cfg.tags])), config=config)
+        self.run = wandb.init(project=project, entity=entity, mode=mode, dir=str(run_dir),
+                              id=run_id, resume="allow", name=run_name, group=group or default_group,
+                              tags=list(dict.fromkeys([*default_tags, *tags])), config=config)
 
     def log_epoch(self, history: list[dict[str, Any]]) -> None:
         row = history[-1]
@@ -75,15 +89,3 @@ class WandbLogger(Logger):
 
     def close(self) -> None:
         self.run.finish()
-
-
-def build_logger(cfg: LoggerConfig, run_dir: Path, config: dict[str, Any], *, name: str,
-                 group: str | None, tags: list[str]) -> Logger:
-    """The logger named by ``cfg.name`` (``none``, ``csv`` or ``wandb``)."""
-    if cfg.name == "none":
-        return Logger()
-    if cfg.name == "csv":
-        return CsvLogger(run_dir)
-    if cfg.name == "wandb":
-        return WandbLogger(cfg, run_dir, config, name, cfg.group or group, tags)
-    raise ValueError(f"logger={cfg.name!r} is not valid; expected one of ['none', 'csv', 'wandb']")

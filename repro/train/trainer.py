@@ -1,9 +1,12 @@
-"""The training loop shared by every model: data kept on the device and batched by
-indexing, per-epoch metrics, checkpoint/resume, DDP, and the final ``result.json``.
+"""The training loop shared by every model.
 
-Run directory (see :func:`run`): ``metrics.jsonl`` (one line per finished epoch),
-``checkpoint.pt`` (after every epoch), ``result.json`` (at the end); all written
-atomically, by rank 0 only.
+:func:`run` trains one configured model in a run folder and returns its ``result.json``.
+Reading order: :func:`setup` builds all run state (data on the device, model,
+optimiser, schedule) as one :class:`RunState`; :meth:`Trainer.fit` is the loop.
+
+Run folder: ``metrics.jsonl`` (one line per finished epoch), ``checkpoint.pt`` and
+``checkpoint.prev.pt`` (after every epoch, see :mod:`.checkpoint`), ``result.json`` (at
+the end); all written atomically, by rank 0 only.
 """
 from __future__ import annotations
 
@@ -11,13 +14,12 @@ import contextlib
 import json
 import math
 import os
-import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,114 +28,70 @@ import models
 from repro.io import write_json, write_text
 
 from . import distributed
-from .checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
-from .config import ConfigError, TrainConfig, load_config, to_dict
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig, build_option, load_config, to_dict
 from .distributed import DistContext
 from .environment import environment
 from .equivariance import equivariance_group, measure_equivariance
-from .loggers import Logger, build_logger
+from .identity import identity_diff, identity_hash
 from .optim import build_optimizer, build_scheduler
+from .reproducible import determinism, epoch_batches, global_batches, seed_everything, stream_seed
+from .robustness import robustness_errors
 
-__all__ = ["run", "Trainer", "default_run_dir", "stream_seed", "global_batches", "read_result",
-           "RESUME_IGNORED_KEYS"]
+__all__ = ["run", "setup", "RunState", "Trainer", "default_run_dir", "read_result"]
 
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
-# Config keys that may change between a run and its resumption (they do not change the numbers).
-RESUME_IGNORED_KEYS = ("logger", "progress", "sweep_name", "equivariance_images")
 
 
 def run(cfg: Any, run_dir: str | os.PathLike | None = None, *, multirun: bool = False) -> dict[str, Any]:
     """Train one model as configured and return the contents of ``result.json``.
 
-    ``cfg``: a Hydra/OmegaConf config, a plain dict (see :mod:`repro.train.config`;
-    missing keys take their defaults) or a :class:`TrainConfig`. ``run_dir``:
-    where the run lives (default :func:`default_run_dir`); rerunning with the same
-    directory resumes from ``checkpoint.pt`` and a finished run is not redone.
-    ``multirun``: part of a sweep (the wandb group becomes ``sweep_name``).
-    Under ``torchrun`` every process calls this; rank 0 writes the files.
+    ``cfg``: a composed config (:func:`repro.train.compose_config`), a plain dict
+    (missing keys take their defaults) or a :class:`TrainConfig`. ``run_dir``: where the
+    run lives (default :func:`default_run_dir`); rerunning with the same folder resumes
+    from its checkpoint, and a finished run is not redone. ``multirun``: part of a sweep
+    (the wandb group becomes ``sweep_name``). Under ``torchrun`` every process calls
+    this; rank 0 writes the files.
     """
     config = load_config(cfg)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     ctx = distributed.setup(config.device)
-    flags = _determinism_flags()
     try:
-        return Trainer(config, run_dir, ctx, multirun=multirun).fit()
+        with determinism(config.deterministic):
+            return Trainer(config, run_dir, ctx, multirun=multirun).fit()
     finally:
-        _restore_determinism_flags(flags)
         distributed.teardown(ctx)
 
 
 def default_run_dir(config: TrainConfig) -> Path:
-    """``runs/<data>/<model>-<group>-<augment>/n<train_size|full>-seed<seed>``."""
-    size = config.data.get("train_size")
-    return (Path("runs") / str(config.data.get("name", "data"))
-            / f"{config.model.name}-{config.group.name}-{config.augment.name}"
-            / f"n{size if size is not None else 'full'}-seed{config.seed}")
+    """``runs/<data>/<model>-<group>/<identity hash>``."""
+    return (Path("runs") / str(config.data["name"]) / f"{config.model.name}-{config.group.name}"
+            / identity_hash(to_dict(config)))
 
 
 def read_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """``result.json`` of a finished run, or None."""
+    """``result.json`` of a finished run, or None (also when it is corrupt: a warning says
+    so, and the run's final evaluation is redone from its last checkpoint)."""
     path = Path(run_dir) / RESULT
     if not path.exists():
         return None
-    result = json.loads(path.read_text())
-    return result if result.get("status") == "finished" else None
+    try:
+        result = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        print(f"warning: {path} is corrupt ({type(error).__name__}); redoing the final evaluation "
+              "from the last checkpoint", file=sys.stderr, flush=True)
+        return None
+    return result if isinstance(result, dict) and result.get("status") == "finished" else None
 
 
-def stream_seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
-    """An independent 63-bit seed for (run seed, epoch, stream, rank)."""
-    state = np.random.SeedSequence([seed, epoch, stream, rank]).generate_state(2, dtype=np.uint32)
-    return int(state[0]) << 31 ^ int(state[1])
-
-
-def global_batches(order: torch.Tensor, batch_size: int, world_size: int = 1) -> list[torch.Tensor]:
-    """Split an index order into global batches; a last partial batch is kept when
-    every rank gets at least one image of it."""
-    batches = list(order.split(batch_size))
-    if batches and batches[-1].numel() < world_size:
-        batches.pop()
-    return batches
-
-
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in RESUME_IGNORED_KEYS}
-
-
-def _check_same_config(run_dir: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    saved, current = _comparable(saved), _comparable(current)
-    if saved != current:
-        key = next(k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k))
-        raise ConfigError(
-            f"run directory {str(run_dir)!r} holds a run with a different config "
-            f"({key}: {saved.get(key)!r} there, {current.get(key)!r} now); use another run "
-            f"directory or delete that one")
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _configure_determinism(deterministic: bool) -> None:
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cudnn.benchmark = not deterministic
-
-
-def _determinism_flags() -> tuple[bool, bool, bool, bool]:
-    return (torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled(),
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-
-
-def _restore_determinism_flags(flags: tuple[bool, bool, bool, bool]) -> None:
-    """Leave the process as it was (a run inside a test session or a notebook)."""
-    torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags[2], flags[3]
+def check_same_identity(run_dir: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to continue a run whose identity differs, naming each differing key."""
+    diff = identity_diff(saved, current)
+    if diff:
+        keys = ", ".join(f"{k}={old!r} there, {new!r} now" for k, (old, new) in diff.items())
+        raise ConfigError(f"run folder {str(run_dir)!r} holds a different experiment ({keys}); "
+                          "use another folder or delete that one")
 
 
 def _flag(value: Any, device: torch.device) -> bool:
@@ -141,254 +99,113 @@ def _flag(value: Any, device: torch.device) -> bool:
     return device.type == "cuda" if value == "auto" else bool(value)
 
 
-class Trainer:
-    """One run: build everything from a :class:`TrainConfig`, then :meth:`fit`."""
+# ---------------------------------------------------------------- run state
+@dataclass
+class RunState:
+    """Everything a run trains with, built once by :func:`setup`."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, ctx: DistContext, *,
-                 multirun: bool = False) -> None:
-        self.config = config
+    data: Any                    # repro.data bundle (name, num_classes, in_channels, ...)
+    train: tuple[torch.Tensor, torch.Tensor]          # images, labels on the device
+    test: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    augment: Callable[..., torch.Tensor]
+    module: nn.Module            # the model itself: checkpoints, BN recalibration, measurements
+    train_model: nn.Module       # DDP and/or compiled wrapper used for training steps
+    eval_model: nn.Module        # compiled (or not) wrapper used for evaluation
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+    params: int
+    macs: int
+
+
+def _load_data(config: TrainConfig, device: torch.device) -> tuple[Any, ...]:
+    from repro.data import build_data
+    bundle = build_data(config.data)
+    on = lambda x, y: (x.to(device), y.to(device))  # noqa: E731
+    val = getattr(bundle, "val_x", None)
+    return (bundle, on(bundle.train_x, bundle.train_y), on(bundle.test_x, bundle.test_y),
+            on(bundle.val_x, bundle.val_y) if val is not None and len(val) > 0 else None)
+
+
+def _build_model(config: TrainConfig, bundle: Any, ctx: DistContext, channels_last: bool,
+                 input_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module, nn.Module, int, int]:
+    cfg = config.model
+    module = models.build_model(cfg.name, config.group.name, bundle.num_classes, in_channels=bundle.in_channels,
+                                width=cfg.width, **dict(cfg.overrides)).to(ctx.device)
+    params, macs = models.count_parameters(module), models.count_macs(module, input_shape)
+    if ctx.distributed and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        module = distributed.convert_sync_batchnorm(module, ctx.device)
+    if channels_last:
+        for p in module.parameters():
+            if p.dim() == 4:
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
+    train_model: nn.Module = module
+    if ctx.distributed:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(module, device_ids=ids)
+    if config.compile:  # static shapes: one graph per shape family (see Trainer.evaluate)
+        return module, torch.compile(train_model, dynamic=False), torch.compile(module, dynamic=False), params, macs
+    return module, train_model, module, params, macs
+
+
+def setup(config: TrainConfig, ctx: DistContext) -> RunState:
+    """Build the run's data, model, optimiser, schedule and grad scaler."""
+    bundle, train, test, val = _load_data(config, ctx.device)
+    augment = build_option("augment", config.augment)
+    channels_last = _flag(config.channels_last, ctx.device)
+    module, train_model, eval_model, params, macs = _build_model(config, bundle, ctx, channels_last,
+                                                                 tuple(train[0].shape[1:]))
+    steps = len(epoch_batches(config.seed, 1, len(train[0]), config.batch_size, config.steps_per_epoch,
+                              world_size=ctx.world_size, drop_last=config.compile))
+    if steps == 0:
+        raise ConfigError(f"batch_size={config.batch_size} leaves no training batch for "
+                          f"{len(train[0])} images on {ctx.world_size} process(es)")
+    optimizer = build_optimizer(module.parameters(), config.optim)
+    scheduler = build_scheduler(optimizer, config.schedule, steps, config.epochs)
+    amp = _flag(config.amp, ctx.device)
+    fp16 = amp and config.amp_dtype == "float16" and ctx.device.type == "cuda"
+    return RunState(bundle, train, test, val, augment, module, train_model, eval_model, optimizer, scheduler,
+                    torch.amp.GradScaler("cuda", enabled=fp16), steps, params, macs)
+
+
+# ---------------------------------------------------------------- the loop
+class Trainer:
+    """One run: :meth:`fit` trains (or resumes) to ``epochs`` and writes the record."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, ctx: DistContext, *, multirun: bool = False) -> None:
+        self.config, self.run_dir, self.ctx, self.multirun = config, Path(run_dir), ctx, multirun
         self.config_dict = to_dict(config)
-        self.run_dir = Path(run_dir)
-        self.ctx = ctx
         self.device = ctx.device
-        self.multirun = multirun
         self.amp = _flag(config.amp, self.device)
-        self.amp_dtype = getattr(torch, config.amp_dtype)
         self.channels_last = _flag(config.channels_last, self.device)
         self.progress = sys.stderr.isatty() if config.progress == "auto" else bool(config.progress)
+        self.history: list[dict[str, Any]] = []
+        self.previous_wall_time = 0.0
+        self.start_time = time.time()
+        self.state: RunState | None = None
 
-    # ------------------------------------------------------------------ helpers
-    def say(self, message: str) -> None:
-        """Print on rank 0 only."""
-        if self.ctx.is_main:
-            print(message, flush=True)
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if not self.amp:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    # ------------------------------------------------------------------ setup
-    def load_data(self) -> None:
-        from repro.data import build_augment, build_data
-
-        bundle = build_data(self.config.data)
-        self.data = bundle
-        self.train_x, self.train_y = bundle.train_x.to(self.device), bundle.train_y.to(self.device)
-        self.test_x, self.test_y = bundle.test_x.to(self.device), bundle.test_y.to(self.device)
-        self.val = None
-        if getattr(bundle, "val_x", None) is not None and len(bundle.val_x) > 0:
-            self.val = (bundle.val_x.to(self.device), bundle.val_y.to(self.device))
-        self.augment = build_augment(self.config.augment.name, pad=self.config.augment.pad)
-
-    def build_model(self) -> None:
-        cfg = self.config.model
-        module = models.build_model(cfg.name, self.config.group.name, self.data.num_classes,
-                                    in_channels=self.data.in_channels, width=cfg.width, **dict(cfg.overrides))
-        module = module.to(self.device)
-        self.params = models.count_parameters(module)
-        self.macs = models.count_macs(module, tuple(self.train_x.shape[1:]))
-        if self.ctx.distributed and any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                        for m in module.modules()):
-            module = distributed.convert_sync_batchnorm(module, self.device)
-        if self.channels_last:
-            for p in module.parameters():
-                if p.dim() == 4:
-                    p.data = p.data.contiguous(memory_format=torch.channels_last)
-        self.module = module
-        self.eval_model: nn.Module = torch.compile(module) if self.config.compile else module
-        train_model: nn.Module = module
-        if self.ctx.distributed:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            train_model = nn.parallel.DistributedDataParallel(module, device_ids=ids)
-        self.train_model = torch.compile(train_model) if self.config.compile else train_model
-
-    def build_optimization(self) -> None:
-        order = torch.arange(len(self.train_x))
-        self.steps_per_epoch = len(global_batches(order, self.config.batch_size, self.ctx.world_size))
-        if self.steps_per_epoch == 0:
-            raise ConfigError(f"batch_size={self.config.batch_size} leaves no training batch for "
-                             f"{len(self.train_x)} images on {self.ctx.world_size} process(es)")
-        self.optimizer = build_optimizer(self.module.parameters(), self.config.optim)
-        self.scheduler = build_scheduler(self.optimizer, self.config.schedule, self.steps_per_epoch,
-                                         self.config.epochs)
-        fp16 = self.amp and self.amp_dtype == torch.float16 and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
-
-    # ------------------------------------------------------------------ state
-    def state_dict(self, epoch: int) -> dict[str, Any]:
-        return {"epoch": epoch, "model": self.module.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "history": self.history, "config": self.config_dict,
-                "wall_time_s": self.previous_wall_time + (time.time() - self.start_time)}
-
-    def resume(self) -> int:
-        """Load ``checkpoint.pt`` if present; return the number of finished epochs."""
-        checkpoint = load_checkpoint(self.run_dir)
-        if checkpoint is None:
-            return 0
-        _check_same_config(self.run_dir, checkpoint["config"], self.config_dict)
-        self.module.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
-        restore_rng_states(checkpoint["rng"])
-        self.history = list(checkpoint["history"])
-        self.previous_wall_time = float(checkpoint["wall_time_s"])
-        if self.ctx.is_main:  # drop lines of an epoch that was killed after the checkpoint
-            self.write_metrics()
-        return int(checkpoint["epoch"])
-
-    def write_metrics(self) -> None:
-        write_text(self.run_dir / METRICS, "".join(json.dumps(row) + "\n" for row in self.history))
-
-    # ------------------------------------------------------------------ loop
-    def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training set in a seeded order; returns loss/error/time."""
-        cfg, ctx = self.config, self.ctx
-        _seed_everything(stream_seed(cfg.seed, epoch, 0, ctx.rank))  # dropout etc.
-        order_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, epoch, 1))
-        order = torch.randperm(len(self.train_x), generator=order_gen).to(self.device)
-        augment_gen = torch.Generator(device=self.device).manual_seed(stream_seed(cfg.seed, epoch, 2))
-        batches = global_batches(order, cfg.batch_size, ctx.world_size)
-        self.train_model.train()
-        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, errors
-        count = 0
-        bar = self.progress_bar(len(batches), epoch)
-        start = time.time()
-        for index in batches:
-            x = self.augment(self.train_x[index], augment_gen)  # the global batch, same on every rank
-            x, y = distributed.rank_slice(x, ctx), distributed.rank_slice(self.train_y[index], ctx)
-            with self.autocast():
-                logits = self.train_model(self.prepare_input(x))
-            loss_sum = F.cross_entropy(logits.float(), y, reduction="sum",
-                                       label_smoothing=cfg.label_smoothing)
-            # mean over the GLOBAL batch once DDP has averaged the ranks' gradients
-            loss = loss_sum * (ctx.world_size / index.numel())
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if cfg.grad_clip is not None:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.module.parameters(), cfg.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            wrong = (logits.detach().argmax(1) != y).sum()
-            totals += torch.stack([loss_sum.detach().double(), wrong.double()])
-            count += y.numel()
-            if bar is not None:
-                bar.update(1)
-        loss_total, wrong_total, count = self.reduce_totals(totals, count)  # syncs
-        seconds = time.time() - start
-        if bar is not None:
-            bar.close()
-        return {"train_loss": loss_total / count, "train_error": 100.0 * wrong_total / count,
-                "train_time_s": seconds, "train_images": count}
-
-    def progress_bar(self, total: int, epoch: int) -> Any:
-        if not (self.progress and self.ctx.is_main):
-            return None
-        from tqdm import tqdm
-        return tqdm(total=total, desc=f"epoch {epoch}/{self.config.epochs}", leave=False,
-                    file=sys.stderr, unit="batch")
-
-    def reduce_totals(self, totals: torch.Tensor, count: int) -> list[float]:
-        """``[loss sum, errors, images]`` summed over the ranks; the image count is
-        known on the host, so it joins the device sums only here, once per pass."""
-        local = torch.cat([totals, totals.new_tensor([float(count)])])
-        return distributed.all_reduce_sum(self.ctx, local).tolist()
-
-    @torch.no_grad()
-    def evaluate(self, x_all: torch.Tensor, y_all: torch.Tensor) -> tuple[float, float]:
-        """Mean loss and error (%) over ``x_all``, sharded over the ranks and summed."""
-        self.eval_model.eval()
-        shard = torch.tensor_split(torch.arange(len(x_all), device=self.device), self.ctx.world_size)[self.ctx.rank]
-        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, errors
-        for index in shard.split(self.config.eval_batch_size):
-            with self.autocast():
-                logits = self.eval_model(self.prepare_input(x_all[index]))
-            y = y_all[index]
-            totals += torch.stack([F.cross_entropy(logits.float(), y, reduction="sum").double(),
-                                   (logits.argmax(1) != y).sum().double()])
-        loss_total, wrong_total, count = self.reduce_totals(totals, len(shard))
-        return loss_total / count, 100.0 * wrong_total / count
-
-    @torch.no_grad()
-    def recalibrate_batchnorm(self) -> None:
-        """Re-estimate every BN's running mean/var as the average over the (un-augmented)
-        training set in global batches of ``eval_batch_size``; dropout stays off."""
-        norms = [m for m in self.module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not norms:
-            return
-        self.module.eval()
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-            m.train()
-        order = torch.arange(len(self.train_x), device=self.device)
-        for index in global_batches(order, self.config.eval_batch_size, self.ctx.world_size):
-            local = distributed.rank_slice(index, self.ctx)
-            with self.autocast():
-                self.module(self.prepare_input(self.train_x[local]))
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        self.module.eval()
-
-    def run_epoch(self, epoch: int) -> dict[str, Any]:
-        start = time.time()
-        lr = self.optimizer.param_groups[0]["lr"]
-        train = self.train_epoch(epoch)
-        if self.config.bn_recalibration:
-            self.recalibrate_batchnorm()
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": train["train_loss"],
-                               "train_error": train["train_error"]}
-        row["test_loss"], row["test_error"] = self.evaluate(self.test_x, self.test_y)
-        if self.val is not None:
-            row["val_loss"], row["val_error"] = self.evaluate(*self.val)
-        row["lr"] = lr
-        row["epoch_time_s"] = time.time() - start
-        row["images_per_s"] = train["train_images"] / max(train["train_time_s"], 1e-9)
-        return row
-
-    def summary_line(self, row: dict[str, Any]) -> str:
-        val = f"  val err {row['val_error']:.2f}%" if "val_error" in row else ""
-        return (f"epoch {row['epoch']}/{self.config.epochs}  train loss {row['train_loss']:.4f} "
-                f"err {row['train_error']:.2f}%  test loss {row['test_loss']:.4f} "
-                f"err {row['test_error']:.2f}%{val}  lr {row['lr']:.1e}  {row['epoch_time_s']:.1f}s  "
-                f"{row['images_per_s']:.0f} img/s")
-
-    # ------------------------------------------------------------------ main
     def fit(self) -> dict[str, Any]:
         """Train (or resume) to ``epochs``, then write and return ``result.json``."""
         finished = read_result(self.run_dir)
         if finished is not None:
-            _check_same_config(self.run_dir, finished.get("config", {}), self.config_dict)
-            self.say(f"already finished: {self.run_dir} (final test error "
-                     f"{finished['final_test_error']:.2f}%)")
+            check_same_identity(self.run_dir, finished.get("config", {}), self.config_dict)
+            self.say(f"already finished: {self.run_dir} (final test error {finished['final_test_error']:.2f}%)")
             return finished
-        self.start_time, self.previous_wall_time, self.history = time.time(), 0.0, []
-        _configure_determinism(self.config.deterministic)
-        _seed_everything(self.config.seed)
-        self.load_data()
-        self.build_model()
-        self.build_optimization()
-        done = self.resume()
-        if self.ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.say(f"run {self.run_dir}: {self.config.model.name}/{self.config.group.name} on "
-                 f"{self.data.name} ({len(self.train_x)} train, {len(self.test_x)} test), "
-                 f"{self.params:,} params, device {self.device} x{self.ctx.world_size}"
-                 + (f", resuming after epoch {done}" if done else ""))
+        checkpoint = load_checkpoint(self.run_dir)
+        if checkpoint is not None:  # refuse a different experiment before any work
+            check_same_identity(self.run_dir, checkpoint["config"], self.config_dict)
+        seed_everything(self.config.seed)
+        self.state = setup(self.config, self.ctx)
+        done = self.restore(checkpoint) if checkpoint is not None else 0
+        self.announce(done)
         logger = self.make_logger()
         try:
             for epoch in range(done + 1, self.config.epochs + 1):
                 self.history.append(self.run_epoch(epoch))
                 if self.ctx.is_main:
-                    save_checkpoint(self.run_dir, self.state_dict(epoch))
+                    save_checkpoint(self.run_dir, self.checkpoint(epoch))
                     self.write_metrics()
                     logger.log_epoch(self.history)
                 self.say(self.summary_line(self.history[-1]))
@@ -405,37 +222,215 @@ class Trainer:
                  f" -> {self.run_dir / RESULT}")
         return result
 
-    def make_logger(self) -> Logger:
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        """Train one epoch, then evaluate: one row of ``metrics.jsonl``."""
+        start = time.time()
+        lr = self.state.optimizer.param_groups[0]["lr"]
+        train = self.train_epoch(epoch)
+        last = epoch == self.config.epochs
+        if self.config.bn_recalibration and (last or self.state.val is not None):
+            self.recalibrate_batchnorm()  # only where it changes a reported or selecting number
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": train["loss"], "train_error": train["error"]}
+        row["test_loss"], row["test_error"] = self.evaluate(*self.state.test)
+        if self.state.val is not None:
+            row["val_loss"], row["val_error"] = self.evaluate(*self.state.val)
+        row.update(lr=lr, epoch_time_s=time.time() - start,
+                   images_per_s=train["images"] / max(train["seconds"], 1e-9))
+        return row
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch of optimiser steps in the seeded order; returns loss/error/images/seconds."""
+        cfg, ctx, state = self.config, self.ctx, self.state
+        seed_everything(stream_seed(cfg.seed, epoch, 0, ctx.rank))  # dropout etc.
+        augment_gen = torch.Generator(device=self.device).manual_seed(stream_seed(cfg.seed, epoch, 2))
+        batches = epoch_batches(cfg.seed, epoch, len(state.train[0]), cfg.batch_size, cfg.steps_per_epoch,
+                                world_size=ctx.world_size, drop_last=cfg.compile)
+        state.train_model.train()
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, errors
+        count, start = 0, time.time()
+        bar = self.progress_bar(len(batches), epoch)
+        for index in batches:
+            step_totals, images = self.train_step(index.to(self.device), augment_gen)
+            totals += step_totals
+            count += images
+            if bar is not None:
+                bar.update(1)
+        loss_total, wrong_total, count = self.reduce_totals(totals, count)  # one sync per epoch
+        if bar is not None:
+            bar.close()
+        return {"loss": loss_total / count, "error": 100.0 * wrong_total / count, "images": count,
+                "seconds": time.time() - start}
+
+    def train_step(self, index: torch.Tensor, augment_gen: torch.Generator) -> tuple[torch.Tensor, int]:
+        """One optimiser step on the global batch ``index``; returns this rank's
+        ``[loss sum, errors]`` (on the device) and its number of images."""
+        cfg, ctx, state = self.config, self.ctx, self.state
+        x = state.augment(state.train[0][index], augment_gen)  # the global batch, same on every rank
+        x, y = distributed.rank_slice(x, ctx), distributed.rank_slice(state.train[1][index], ctx)
+        with self.autocast():
+            logits = state.train_model(self.prepare_input(x))
+        loss_sum = F.cross_entropy(logits.float(), y, reduction="sum", label_smoothing=cfg.label_smoothing)
+        loss = loss_sum * (ctx.world_size / index.numel())  # the GLOBAL batch mean once DDP averages
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scaler.scale(loss).backward()
+        if cfg.grad_clip is not None:
+            state.scaler.unscale_(state.optimizer)
+            nn.utils.clip_grad_norm_(state.module.parameters(), cfg.grad_clip)
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+        state.scheduler.step()
+        wrong = (logits.detach().argmax(1) != y).sum()
+        return torch.stack([loss_sum.detach().double(), wrong.double()]), y.shape[0]
+
+    @torch.no_grad()
+    def evaluate(self, x_all: torch.Tensor, y_all: torch.Tensor,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[float, float]:
+        """Mean loss and error (%) over ``x_all`` (each batch passed through ``transform``),
+        sharded over the ranks and summed. Compiled models see one batch shape: the last
+        batch is padded and the padding's logits dropped."""
+        self.state.eval_model.eval()
+        size = self.config.eval_batch_size
+        shard = torch.tensor_split(torch.arange(len(x_all), device=self.device), self.ctx.world_size)[self.ctx.rank]
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, errors
+        for index in shard.split(size):
+            x = x_all[index] if transform is None else transform(x_all[index])
+            n = x.shape[0]
+            if self.config.compile and n < size:
+                x = torch.cat([x, x.new_zeros(size - n, *x.shape[1:])])
+            with self.autocast():
+                logits = self.state.eval_model(self.prepare_input(x))[:n]
+            y = y_all[index]
+            totals += torch.stack([F.cross_entropy(logits.float(), y, reduction="sum").double(),
+                                   (logits.argmax(1) != y).sum().double()])
+        loss_total, wrong_total, count = self.reduce_totals(totals, len(shard))
+        return loss_total / count, 100.0 * wrong_total / count
+
+    @torch.no_grad()
+    def recalibrate_batchnorm(self) -> None:
+        """Re-estimate every BN's running mean/var as the average over the (un-augmented)
+        training set in global batches of ``eval_batch_size``; dropout stays off. The
+        cumulative average uses momentum ``1 / k`` at batch ``k`` (a host number, so no
+        device sync per layer and batch)."""
+        norms = [m for m in self.state.module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        self.state.module.eval()
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.train()
+        order = torch.arange(len(self.state.train[0]), device=self.device)
+        for k, index in enumerate(global_batches(order, self.config.eval_batch_size, self.ctx.world_size), 1):
+            local = distributed.rank_slice(index, self.ctx)
+            for m in norms:
+                m.momentum = 1.0 / k
+            with self.autocast():
+                self.state.module(self.prepare_input(self.state.train[0][local]))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        self.state.module.eval()
+
+    # ---------------------------------------------------------------- helpers
+    def say(self, message: str) -> None:
+        """Print on rank 0 only."""
+        if self.ctx.is_main:
+            print(message, flush=True)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, self.config.amp_dtype))
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def reduce_totals(self, totals: torch.Tensor, count: int) -> list[float]:
+        """``[loss sum, errors, images]`` summed over the ranks; the image count is known
+        on the host, so it joins the device sums only here, once per pass."""
+        local = torch.cat([totals, totals.new_tensor([float(count)])])
+        return distributed.all_reduce_sum(self.ctx, local).tolist()
+
+    def progress_bar(self, total: int, epoch: int) -> Any:
+        if not (self.progress and self.ctx.is_main):
+            return None
+        from tqdm import tqdm
+        return tqdm(total=total, desc=f"epoch {epoch}/{self.config.epochs}", leave=False, file=sys.stderr,
+                    unit="batch")
+
+    def announce(self, done: int) -> None:
+        state = self.state
+        self.say(f"run {self.run_dir}: {self.config.model.name}/{self.config.group.name} on "
+                 f"{state.data.name} ({len(state.train[0])} train, {len(state.test[0])} test), "
+                 f"{state.params:,} params, {state.steps_per_epoch} steps/epoch, device {self.device} "
+                 f"x{self.ctx.world_size}" + (f", resuming after epoch {done}" if done else ""))
+
+    def summary_line(self, row: dict[str, Any]) -> str:
+        val = f"  val err {row['val_error']:.2f}%" if "val_error" in row else ""
+        return (f"epoch {row['epoch']}/{self.config.epochs}  train loss {row['train_loss']:.4f} "
+                f"err {row['train_error']:.2f}%  test loss {row['test_loss']:.4f} "
+                f"err {row['test_error']:.2f}%{val}  lr {row['lr']:.1e}  {row['epoch_time_s']:.1f}s  "
+                f"{row['images_per_s']:.0f} img/s")
+
+    # ---------------------------------------------------------------- the record
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        state = self.state
+        return {"epoch": epoch, "model": state.module.state_dict(), "optimizer": state.optimizer.state_dict(),
+                "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
+                "history": self.history, "config": self.config_dict,
+                "wall_time_s": self.previous_wall_time + (time.time() - self.start_time)}
+
+    def restore(self, checkpoint: dict[str, Any]) -> int:
+        """Load a checkpoint into the run state; return the number of finished epochs."""
+        state = self.state
+        state.module.load_state_dict(checkpoint["model"])
+        state.optimizer.load_state_dict(checkpoint["optimizer"])
+        state.scheduler.load_state_dict(checkpoint["scheduler"])
+        state.scaler.load_state_dict(checkpoint["scaler"])
+        self.history = list(checkpoint["history"])
+        self.previous_wall_time = float(checkpoint["wall_time_s"])
+        if self.ctx.is_main:  # drop lines of an epoch that was killed after the checkpoint
+            self.write_metrics()
+        return int(checkpoint["epoch"])
+
+    def write_metrics(self) -> None:
+        write_text(self.run_dir / METRICS, "".join(json.dumps(row) + "\n" for row in self.history))
+
+    def make_logger(self) -> Any:
+        from .loggers import Logger
         if not self.ctx.is_main:
             return Logger()
         c = self.config
-        tags = [c.group.name, c.model.name, c.augment.name, str(c.data.get("name"))]
-        return build_logger(c.logger, self.run_dir, self.config_dict, name="-".join(tags) + f"-seed{c.seed}",
-                            group=c.sweep_name if self.multirun else None, tags=tags)
+        tags = [c.group.name, c.model.name, c.augment["name"], str(c.data["name"])]
+        return build_option("logger", c.logger, run_dir=self.run_dir, config=self.config_dict,
+                            run_name="-".join(tags) + f"-seed{c.seed}",
+                            default_group=c.sweep_name if self.multirun else None, default_tags=tags)
 
     def result(self) -> dict[str, Any]:
-        c, last = self.config, self.history[-1]
+        c, state, last = self.config, self.state, self.history[-1]
         best = min(self.history, key=lambda row: (row["test_error"], row["epoch"]))
         measured = equivariance_group(c.group.name)
-        images = self.test_x[: c.equivariance_images]
-        error = measure_equivariance(self.module, images, measured, c.eval_batch_size) if self.ctx.is_main \
-            else math.nan
+        images = state.test[0][: c.equivariance_images]
+        main = self.ctx.is_main
+        error = measure_equivariance(state.module, images, measured, c.eval_batch_size) if main else math.nan
         result = {
-            "status": "finished", "model": c.model.name, "group": c.group.name, "augment": c.augment.name,
-            "data": c.data.get("name"), "train_size": c.data.get("train_size"),
-            "n_train": int(self.train_x.shape[0]), "seed": c.seed,
-            "epochs": c.epochs, "final_test_error": last["test_error"], "final_test_loss": last["test_loss"],
+            "status": "finished", "model": c.model.name, "group": c.group.name, "augment": c.augment["name"],
+            "data": c.data["name"], "train_size": c.data["train_size"], "n_train": int(state.train[0].shape[0]),
+            "seed": c.seed, "epochs": c.epochs, "steps": c.epochs * state.steps_per_epoch,
+            "final_test_error": last["test_error"], "final_test_loss": last["test_loss"],
             "best_test_error": best["test_error"], "best_epoch": best["epoch"],
             "final_train_loss": last["train_loss"], "final_train_error": last["train_error"],
-            "params": self.params, "macs": self.macs, "equivariance_error": error,
+            "params": state.params, "macs": state.macs, "equivariance_error": error,
             "equivariance_group": measured, "equivariance_images": int(images.shape[0]),
-            "config": self.config_dict,
+            "identity": identity_hash(self.config_dict), "config": self.config_dict,
             **environment(self.device, self.ctx.world_size),
             "wall_time_s": self.previous_wall_time + (time.time() - self.start_time),
         }
+        if c.robustness:
+            rotations = c.data["name"] == "digits_rot"
+            result["robustness"] = robustness_errors(lambda t: self.evaluate(*state.test, transform=t)[1],
+                                                     rotations=rotations)
         if "val_error" in last:
             best_val = min(self.history, key=lambda row: (row["val_error"], row["epoch"]))
             result.update(final_val_error=last["val_error"], best_val_error=best_val["val_error"],
-                          best_val_epoch=best_val["epoch"],
-                          test_error_at_best_val=best_val["test_error"])
+                          best_val_epoch=best_val["epoch"], test_error_at_best_val=best_val["test_error"])
         return result

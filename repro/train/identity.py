@@ -1,0 +1,56 @@
+"""Run identity: which resolved config keys make two runs the same experiment.
+
+The identity of a run is every resolved config key that can change its numbers,
+as dotted keys (``optim.lr``, ``data.train_size``); only the keys in
+:data:`LOCATION_KEYS` (where files live, how progress is shown or logged) are left
+out. ``identity_hash`` is a short stable hash of it: the run folder's name ends with
+it, resume checks it, and the report averages only runs whose identities differ in
+``seed`` alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Mapping
+
+__all__ = ["LOCATION_KEYS", "flatten", "identity_items", "identity_hash", "identity_diff"]
+
+# Keys (or whole sections) that never change a number: where the data lives and whether it is
+# fetched or checked, the device name, logging, progress display and the sweep's folder name.
+LOCATION_KEYS = ("data.root", "data.download", "data.verify_checksums", "device", "logger",
+                 "progress", "sweep_name")
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``; lists and scalars are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _is_location(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in LOCATION_KEYS)
+
+
+def identity_items(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The dotted keys and values of ``config`` that define the experiment (sorted)."""
+    return {k: v for k, v in sorted(flatten(config).items()) if not _is_location(k)}
+
+
+def identity_hash(config: Mapping[str, Any], length: int = 8) -> str:
+    """Short hex hash of :func:`identity_items` (stable across processes and machines)."""
+    text = json.dumps(identity_items(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def identity_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old value, new value)}`` for every identity key that differs."""
+    a, b = identity_items(old), identity_items(new)
+    missing = object()
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if a.get(k, missing) != b.get(k, missing)}
