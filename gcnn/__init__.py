@@ -4,6 +4,7 @@ G-feature maps are 5-D tensors ``(batch, channels, group_order, height, width)``
 the group conventions are documented in :mod:`gcnn.groups`.
 """
 from .conv import GroupConv2d, LiftingConv2d
+from .equivariance import equivariance_error
 from .expansion import expand_filters, expansion_index
 from .export import PlainGroupConv2d, to_plain_conv
 from .groups import GROUP_NAMES, Group, get_group
@@ -16,5 +17,6 @@ __all__ = [
     "LiftingConv2d", "GroupConv2d", "GroupBatchNorm2d",
     "GroupPool", "SpatialPool2d", "GlobalAvgPool",
     "PlainGroupConv2d", "to_plain_conv",
+    "equivariance_error",
 ]
 __version__ = "0.1.0"

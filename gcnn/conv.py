@@ -25,6 +25,7 @@ from torch import nn
 
 from .expansion import expand_filters, expansion_index
 from .groups import Group, get_group
+from .validation import check_int, invalid
 
 __all__ = ["LiftingConv2d", "GroupConv2d"]
 
@@ -33,10 +34,18 @@ __all__ = ["LiftingConv2d", "GroupConv2d"]
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
+_KERNEL_EXPECTED = ("an odd int k (1, 3, 5, ...) or (k, k): rotations and flips need a square filter "
+                    "with a centre pixel")
+
+
+def _check_kernel_size(kernel_size: object) -> int:
+    """The side of a square kernel with an odd side, given as ``k`` or ``(k, k)``."""
+    side = kernel_size
+    if isinstance(kernel_size, (tuple, list)) and len(kernel_size) == 2 and kernel_size[0] == kernel_size[1]:
+        side = kernel_size[0]
+    if isinstance(side, bool) or not isinstance(side, int) or side < 1 or side % 2 == 0:
+        raise invalid("kernel_size", kernel_size, _KERNEL_EXPECTED)
+    return side
 
 
 class _GConv2d(nn.Module):
@@ -48,21 +57,11 @@ class _GConv2d(nn.Module):
                  stride: int = 1, padding: int = 0, bias: bool = True) -> None:
         super().__init__()
         self.group = get_group(group)
-        self.in_channels = _check_int("in_channels", in_channels, 1)
-        self.out_channels = _check_int("out_channels", out_channels, 1)
-        if isinstance(kernel_size, (tuple, list)):
-            if len(kernel_size) != 2 or len(set(kernel_size)) != 1:
-                raise ValueError(
-                    f"kernel_size {tuple(kernel_size)!r} is not square; rotations need a square "
-                    "kernel with an odd side (1, 3, 5, ...)")
-            kernel_size = kernel_size[0]
-        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(
-                f"kernel_size {kernel_size!r} breaks the square symmetry; expected an odd int "
-                "(1, 3, 5, ...) so the filter has a centre pixel to rotate about")
-        self.kernel_size = kernel_size
-        self.stride = _check_int("stride", stride, 1)
-        self.padding = _check_int("padding", padding, 0)
+        self.in_channels = check_int("in_channels", in_channels, 1)
+        self.out_channels = check_int("out_channels", out_channels, 1)
+        self.kernel_size = kernel_size = _check_kernel_size(kernel_size)
+        self.stride = check_int("stride", stride, 1)
+        self.padding = check_int("padding", padding, 0)
         self.in_order = 1 if self.lifting else self.group.order
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.in_order,
                                                kernel_size, kernel_size))

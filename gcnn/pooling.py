@@ -5,18 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import _check_int
 from .groups import Group, get_group
+from .validation import check_choice, check_int
 
 __all__ = ["GroupPool", "SpatialPool2d", "GlobalAvgPool"]
 
 _MODES = ("max", "mean")
-
-
-def _check_mode(mode: str) -> str:
-    if mode not in _MODES:
-        raise ValueError(f"unknown pooling mode {mode!r}; expected one of {list(_MODES)}")
-    return mode
 
 
 class GroupPool(nn.Module):
@@ -29,7 +23,7 @@ class GroupPool(nn.Module):
     def __init__(self, group: str | Group, mode: str = "max") -> None:
         super().__init__()
         self.group = get_group(group)
-        self.mode = _check_mode(mode)
+        self.mode = check_choice("mode", mode, _MODES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[2] != self.group.order:
@@ -54,10 +48,10 @@ class SpatialPool2d(nn.Module):
     def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0,
                  mode: str = "max") -> None:
         super().__init__()
-        self.kernel_size = _check_int("kernel_size", kernel_size, 1)
-        self.stride = self.kernel_size if stride is None else _check_int("stride", stride, 1)
-        self.padding = _check_int("padding", padding, 0)
-        self.mode = _check_mode(mode)
+        self.kernel_size = check_int("kernel_size", kernel_size, 1)
+        self.stride = self.kernel_size if stride is None else check_int("stride", stride, 1)
+        self.padding = check_int("padding", padding, 0)
+        self.mode = check_choice("mode", mode, _MODES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() not in (4, 5):

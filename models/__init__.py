@@ -4,19 +4,18 @@
 >>> count_parameters(model), count_macs(model, (3, 32, 32))
 
 Families: :mod:`models.allcnnc` (All-CNN-C), :mod:`models.resnet`
-(pre-activation ResNet44/26), :mod:`models.rotmnist` (the small rotated-MNIST
-CNN); the registry in :mod:`models.registry`; costs and invariance in
-:mod:`models.complexity`.
+(pre-activation ResNet44/26, ``head="invariant"|"reference"``), :mod:`models.rotmnist`
+(the small rotated-MNIST CNN); the registry in :mod:`models.registry`; costs and
+invariance in :mod:`models.complexity`; the model table in ``scripts/models.py``.
 """
 from .allcnnc import AllCNNC
-from .complexity import (count_macs, count_parameters, evaluating, invariance_error, summarize, summary_report,
-                         summary_table)
+from .complexity import count_macs, count_parameters, evaluating, invariance_error
 from .registry import build_model, default_input_shape, get_spec, list_models, reference_params, scale_widths
 from .resnet import PreActResNet
 from .rotmnist import RotMNISTNet
 
 __all__ = [
     "build_model", "list_models", "get_spec", "default_input_shape", "reference_params", "scale_widths",
-    "count_parameters", "count_macs", "invariance_error", "evaluating", "summarize", "summary_table", "summary_report",
+    "count_parameters", "count_macs", "invariance_error", "evaluating",
     "AllCNNC", "PreActResNet", "RotMNISTNet",
 ]

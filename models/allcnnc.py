@@ -24,6 +24,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 import gcnn
+from gcnn.validation import invalid
 
 from .layers import ConvBNReLU
 
@@ -45,7 +46,7 @@ class AllCNNC(nn.Module):
                  in_channels: int = 3, input_dropout: float = 0.2, dropout: float = 0.5) -> None:
         super().__init__()
         if len(widths) != 2:
-            raise ValueError(f"AllCNNC needs widths (C1, C2), got {tuple(widths)!r}")
+            raise invalid("widths", tuple(widths), "(C1, C2)")
         self.group = gcnn.get_group(group)
         c1, c2 = widths
         g = self.group

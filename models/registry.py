@@ -6,7 +6,6 @@ Widths are data (one table per family); ``width`` scales them for small runs.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Mapping
@@ -14,6 +13,7 @@ from typing import Any, Callable, Mapping
 from torch import nn
 
 import gcnn
+from gcnn.validation import check_choice, check_int, check_number, invalid
 
 from . import allcnnc, resnet, rotmnist
 
@@ -28,7 +28,8 @@ class ModelSpec:
     ``build(group, widths, num_classes=..., in_channels=..., **options)`` makes
     the module; ``widths[group]`` are the full-size widths; ``input_shape`` is
     the ``(C, H, W)`` the architecture is meant for; ``reference_params[group]``
-    the paper's exact parameter count (groups the paper does not report are absent);
+    the paper's exact parameter count (groups the paper does not report are absent;
+    the ResNets reach it with ``head="reference"``);
     ``options`` the extra keyword overrides the builder accepts.
     """
 
@@ -43,7 +44,7 @@ _SPECS: dict[str, ModelSpec] = {
     "allcnnc": ModelSpec(allcnnc.AllCNNC, allcnnc.WIDTHS, (3, 32, 32), allcnnc.REFERENCE_PARAMS,
                          options=("input_dropout", "dropout")),
     **{name: ModelSpec(partial(resnet.PreActResNet, blocks=resnet.BLOCKS[name]), resnet.WIDTHS[name],
-                       (3, 32, 32), resnet.REFERENCE_PARAMS[name])
+                       (3, 32, 32), resnet.REFERENCE_PARAMS[name], options=("head",))
        for name in ("resnet44", "resnet26")},
     "rotmnist": ModelSpec(rotmnist.RotMNISTNet, rotmnist.WIDTHS, (1, 16, 16)),
 }
@@ -56,10 +57,7 @@ def list_models() -> list[str]:
 
 def get_spec(arch: str) -> ModelSpec:
     """The :class:`ModelSpec` of ``arch``; ValueError naming the choices if unknown."""
-    try:
-        return _SPECS[arch]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown arch {arch!r}; expected one of {list_models()}") from None
+    return _SPECS[check_choice("arch", arch, list_models())]
 
 
 def _check_group(group: str | gcnn.Group) -> str:
@@ -67,16 +65,9 @@ def _check_group(group: str | gcnn.Group) -> str:
     return gcnn.get_group(group).name
 
 
-def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
 def scale_widths(widths: tuple[int, ...], width: float) -> tuple[int, ...]:
     """Multiply each width by ``width`` and round, keeping at least 1 channel."""
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width) or width <= 0:
-        raise ValueError(f"width multiplier must be a finite number > 0, got {width!r}")
+    check_number("width", width, 0, strict=True)
     return tuple(max(1, round(w * width)) for w in widths)
 
 
@@ -96,21 +87,21 @@ def build_model(arch: str, group: str, num_classes: int = 10, *, in_channels: in
 
     ``width`` multiplies the per-stage widths (rounded, at least 1). Overrides:
     ``widths`` (explicit per-stage widths, still multiplied by ``width``) and the
-    architecture's own options (``allcnnc``: ``input_dropout``, ``dropout``).
+    architecture's own options (``allcnnc``: ``input_dropout``, ``dropout``;
+    ``resnet44``/``resnet26``: ``head="invariant"|"reference"``, the latter the
+    reference code's head whose parameter counts equal the paper's).
     Returns a module mapping ``(B, in_channels, H, W)`` to ``(B, num_classes)``.
     """
     spec = get_spec(arch)
     group = _check_group(group)
-    _check_positive_int("num_classes", num_classes)
-    _check_positive_int("in_channels", in_channels)
+    check_int("num_classes", num_classes, 1)
+    check_int("in_channels", in_channels, 1)
     base = tuple(overrides.pop("widths", spec.widths[group]))
     if len(base) != len(spec.widths[group]) or not all(
             isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in base):
-        raise ValueError(f"widths for {arch} must be {len(spec.widths[group])} ints >= 1, got {base!r}")
-    unknown = sorted(set(overrides) - set(spec.options))
-    if unknown:
-        raise ValueError(f"unknown override(s) {unknown} for {arch}; expected any of "
-                         f"{['widths', *spec.options]}")
+        raise invalid("widths", base, f"{len(spec.widths[group])} integers >= 1 for {arch}")
+    for name in overrides:
+        check_choice(f"{arch} override", name, ["widths", *spec.options])
     model = spec.build(group, scale_widths(base, width), num_classes=num_classes,
                        in_channels=in_channels, **overrides)
     model.arch = arch

@@ -4,17 +4,24 @@ Shapes: input ``(B, in_channels, H, W)`` -> logits ``(B, num_classes)``; inside,
 G-feature maps ``(B, C, G, H, W)`` with ``G`` = group order (1 for z2).
 
 Depth ``6 n + 2``: a 3x3 lifting conv, three stages of ``n`` blocks
-(BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus shortcut), then BN-ReLU, the mean over
-space AND group, and a linear classifier. The first block of stages 2 and 3
-has stride 2 and a 1x1 stride-2 projection shortcut on its (un-activated)
-input, as in the reference code; every other shortcut is the identity.
+(BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus shortcut), then BN-ReLU, a global mean
+and a linear classifier. The first block of stages 2 and 3 has stride 2 and a
+1x1 stride-2 projection shortcut on its (un-activated) input, as in the
+reference code; every other shortcut is the identity.
+
+Two heads (``head=``):
+
+* ``"invariant"`` (default): the mean over space AND group, then
+  ``Linear(C3, num_classes)``; the logits are exactly invariant on symmetric
+  sampling grids.
+* ``"reference"``: the reference code's head, the mean over space only, then
+  ``Linear(C3 * G, num_classes)`` on every group channel (ordered ``c * G + g``);
+  it has ``C3 * (G - 1) * num_classes`` more parameters (3,150 for ResNet44 p4m,
+  7,000 for ResNet26 p4m at 10 classes) and its logits are NOT invariant: the
+  classifier sees which way the image was turned. Identical to ``"invariant"`` for z2.
 
 Every conv has a bias (one per G-channel); with the BN scale/shift and the
-classifier's bias the z2 counts match the paper exactly. The reference p4m
-head averages over space only and feeds ``C3 * G`` features to the classifier;
-ours also averages over the group (exactly invariant on symmetric grids), so
-it has ``C3 * (G - 1) * num_classes`` fewer parameters (3,150 for ResNet44
-p4m, 7,000 for ResNet26 p4m at 10 classes).
+classifier's bias, and the reference head, the counts match the paper exactly.
 
 Init: convs He normal with the true fan-in ``C_in * G_in * k * k``, zero bias
 (the :mod:`gcnn` default); classifier N(0, 1/fan_in), zero bias; BN scale 1, shift 0.
@@ -26,8 +33,12 @@ import math
 from torch import Tensor, nn
 
 import gcnn
+from gcnn.validation import check_choice, check_int, invalid
 
-__all__ = ["PreActBlock", "PreActResNet", "WIDTHS", "BLOCKS", "REFERENCE_PARAMS"]
+__all__ = ["PreActBlock", "PreActResNet", "WIDTHS", "BLOCKS", "REFERENCE_PARAMS", "HEADS"]
+
+# The classifier heads: "invariant" pools over space and group, "reference" over space only.
+HEADS = ("invariant", "reference")
 
 # Blocks per stage, by architecture name (depth = 6 n + 2).
 BLOCKS: dict[str, int] = {"resnet44": 7, "resnet26": 4}
@@ -38,7 +49,7 @@ WIDTHS: dict[str, dict[str, tuple[int, ...]]] = {
     "resnet26": {"z2": (71, 142, 284), "p4": (36, 71, 142), "p4m": (25, 50, 100)},
 }
 
-# Exact parameter counts of the reference models (p4m with the group-mixing head).
+# Exact parameter counts of the reference models (built here with head="reference").
 REFERENCE_PARAMS: dict[str, dict[str, int]] = {
     "resnet44": {"z2": 2_639_434, "p4m": 2_622_878},
     "resnet26": {"z2": 7_236_046, "p4m": 7_173_110},
@@ -65,16 +76,24 @@ class PreActBlock(nn.Module):
         return self.shortcut(x) + h
 
 
+class SpatialMean(nn.Module):
+    """Mean over the plane, keeping every group channel: ``(B, C, G, H, W) -> (B, C * G)``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(-2, -1)).flatten(1)
+
+
 class PreActResNet(nn.Module):
-    """Pre-activation ResNet with ``blocks`` blocks per stage and ``widths = (C1, C2, C3)``."""
+    """Pre-activation ResNet with ``blocks`` blocks per stage, ``widths = (C1, C2, C3)``
+    and the classifier ``head`` (one of :data:`HEADS`, see the module docstring)."""
 
     def __init__(self, group: str | gcnn.Group, widths: tuple[int, ...], blocks: int,
-                 num_classes: int = 10, in_channels: int = 3) -> None:
+                 num_classes: int = 10, in_channels: int = 3, head: str = "invariant") -> None:
         super().__init__()
         if len(widths) != 3:
-            raise ValueError(f"PreActResNet needs widths (C1, C2, C3), got {tuple(widths)!r}")
-        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
-            raise ValueError(f"blocks must be an int >= 1, got {blocks!r}")
+            raise invalid("widths", tuple(widths), "(C1, C2, C3)")
+        check_int("blocks", blocks, 1)
+        self.head_kind = check_choice("head", head, HEADS)
         self.group = gcnn.get_group(group)
         self.arch = f"resnet{6 * blocks + 2}"
         self.stem = gcnn.LiftingConv2d(in_channels, widths[0], 3, self.group, padding=1)
@@ -85,9 +104,11 @@ class PreActResNet(nn.Module):
                 stages.append(PreActBlock(c_in, c_out, self.group, stride))
                 c_in = c_out
         self.blocks = nn.Sequential(*stages)
-        self.head = nn.Sequential(gcnn.GroupBatchNorm2d(c_in, self.group), nn.ReLU(), gcnn.GlobalAvgPool())
-        self.classifier = nn.Linear(c_in, num_classes)
-        nn.init.normal_(self.classifier.weight, 0.0, 1.0 / math.sqrt(c_in))
+        pool, features = ((gcnn.GlobalAvgPool(), c_in) if head == "invariant"
+                          else (SpatialMean(), c_in * self.group.order))
+        self.head = nn.Sequential(gcnn.GroupBatchNorm2d(c_in, self.group), nn.ReLU(), pool)
+        self.classifier = nn.Linear(features, num_classes)
+        nn.init.normal_(self.classifier.weight, 0.0, 1.0 / math.sqrt(features))
         nn.init.zeros_(self.classifier.bias)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 import gcnn
+from gcnn.validation import invalid
 
 from .layers import ConvBNReLU
 
@@ -37,7 +38,7 @@ class RotMNISTNet(nn.Module):
                  in_channels: int = 1) -> None:
         super().__init__()
         if len(widths) != 1:
-            raise ValueError(f"RotMNISTNet needs widths (C,), got {tuple(widths)!r}")
+            raise invalid("widths", tuple(widths), "(C,)")
         self.group = gcnn.get_group(group)
         c, g = widths[0], self.group
         self.layers = nn.Sequential(

@@ -204,18 +204,19 @@ def test_state_dict_has_the_same_keys_in_train_and_eval(p4m_layer_and_input):
 # ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize("kernel_size", [2, 4, 0, (3, 5), (3, 3, 3), 3.0])
 def test_bad_kernel_size(kernel_size):
-    with pytest.raises(ValueError, match=r"kernel_size .*(odd|square)"):
+    with pytest.raises(ValueError, match=r"kernel_size=.* is not valid; expected an odd int .*square"):
         gcnn.GroupConv2d(2, 2, kernel_size, group="p4")
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"stride": 0}, "stride must be an int >= 1, got 0"),
-    ({"padding": -1}, "padding must be an int >= 0, got -1"),
+    ({"stride": 0}, "stride=0 is not valid; expected an integer >= 1"),
+    ({"padding": -1}, "padding=-1 is not valid; expected an integer >= 0"),
+    ({"in_channels": 0}, "in_channels=0 is not valid; expected an integer >= 1"),
     ({"group": "c4"}, "unknown group 'c4'"),
 ])
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        gcnn.LiftingConv2d(3, 4, 3, **{"group": "p4", **kwargs})
+        gcnn.LiftingConv2d(**{"in_channels": 3, "out_channels": 4, "kernel_size": 3, "group": "p4", **kwargs})
 
 
 def test_group_conv_rejects_4d_input():

@@ -35,10 +35,11 @@ def one_thread():
 
 
 @lru_cache(maxsize=None)
-def full_model(arch: str, group: str) -> nn.Module:
+def full_model(arch: str, group: str, head: str = "invariant") -> nn.Module:
     """Full-size model with the input channels its table row uses (built once per session)."""
     torch.manual_seed(0)
-    return models.build_model(arch, group, in_channels=models.default_input_shape(arch)[0])
+    options = {} if head == "invariant" else {"head": head}
+    return models.build_model(arch, group, in_channels=models.default_input_shape(arch)[0], **options)
 
 
 def randomize_batchnorm(model: nn.Module, rng: torch.Generator) -> nn.Module:
@@ -74,7 +75,7 @@ def test_build_model_sets_arch_and_group(arch, group):
 
 
 def test_unknown_arch_raises_listing_the_choices():
-    with pytest.raises(ValueError, match="unknown arch 'vgg16'") as info:
+    with pytest.raises(ValueError, match="arch='vgg16' is not valid; expected one of") as info:
         models.build_model("vgg16", "p4")
     for arch in ARCHS:
         assert repr(arch) in str(info.value)
@@ -89,16 +90,17 @@ def test_unknown_group_raises_listing_the_choices(bad_group):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"width": 0}, "width multiplier"),
-    ({"width": -1.0}, "width multiplier"),
-    ({"width": float("nan")}, "width multiplier"),
-    ({"width": True}, "width multiplier"),
-    ({"num_classes": 0}, "num_classes"),
-    ({"in_channels": 2.0}, "in_channels"),
-    ({"widths": (8, 16, 32)}, "widths for allcnnc must be 2 ints"),
-    ({"widths": (8, 0)}, "widths for allcnnc must be 2 ints"),
-    ({"depth": 20}, r"unknown override\(s\) \['depth'\] for allcnnc; expected any of "
+    ({"width": 0}, "width=0 is not valid; expected a number > 0"),
+    ({"width": -1.0}, "width=-1.0 is not valid"),
+    ({"width": float("nan")}, "width=nan is not valid"),
+    ({"width": True}, "width=True is not valid"),
+    ({"num_classes": 0}, "num_classes=0 is not valid; expected an integer >= 1"),
+    ({"in_channels": 2.0}, "in_channels=2.0 is not valid; expected an integer >= 1"),
+    ({"widths": (8, 16, 32)}, r"widths=\(8, 16, 32\) is not valid; expected 2 integers >= 1 for allcnnc"),
+    ({"widths": (8, 0)}, r"widths=\(8, 0\) is not valid; expected 2 integers >= 1 for allcnnc"),
+    ({"depth": 20}, r"allcnnc override='depth' is not valid; expected one of "
                     r"\['widths', 'input_dropout', 'dropout'\]"),
+    ({"head": "reference"}, "allcnnc override='head' is not valid"),
 ])
 def test_bad_arguments_raise_value_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -106,8 +108,14 @@ def test_bad_arguments_raise_value_error(kwargs, message):
 
 
 def test_resnet_rejects_allcnnc_options():
-    with pytest.raises(ValueError, match=r"unknown override\(s\) \['dropout'\] for resnet44"):
+    with pytest.raises(ValueError, match=r"resnet44 override='dropout' is not valid; expected one of "
+                                         r"\['widths', 'head'\]"):
         models.build_model("resnet44", "z2", dropout=0.1)
+
+
+def test_resnet_rejects_an_unknown_head():
+    with pytest.raises(ValueError, match=r"head='paper' is not valid; expected one of \['invariant', 'reference'\]"):
+        models.build_model("resnet26", "p4m", head="paper")
 
 
 def test_width_multiplier_scales_and_rounds_every_width():
@@ -138,21 +146,29 @@ def test_group_widths_are_z2_widths_over_sqrt_order(table):
 
 
 # ----------------------------------------------------------------- parameter counts
-@pytest.mark.parametrize("arch,group", [(a, g) for a, g in PAIRS if models.reference_params(a, g)])
-def test_parameter_count_within_one_percent_of_the_paper(arch, group):
-    ours, paper = models.count_parameters(full_model(arch, group)), models.reference_params(arch, group)
-    assert abs(ours - paper) / paper < 0.01
+def paper_network(arch: str, group: str) -> nn.Module:
+    """The network the paper counts: the ResNets with the reference head."""
+    return full_model(arch, group, "reference" if arch.startswith("resnet") else "invariant")
 
 
 @pytest.mark.parametrize("arch,group", [(a, g) for a, g in PAIRS if models.reference_params(a, g)])
-def test_parameter_count_is_exact_up_to_the_documented_head_difference(arch, group):
-    """Everything matches the reference exactly; only the p4m ResNet head differs:
-    the reference classifier sees C3 * G features, ours the group average (C3)."""
-    model = full_model(arch, group)
-    head_difference = 0
-    if isinstance(model, models.PreActResNet):
-        head_difference = model.classifier.in_features * (model.group.order - 1) * 10
-    assert models.count_parameters(model) + head_difference == models.reference_params(arch, group)
+def test_paper_networks_have_exactly_the_papers_parameter_count(arch, group):
+    """With the reference head every reported count matches exactly (ResNet44 p4m
+    2,622,878 and ResNet26 p4m 7,173,110 included)."""
+    assert models.count_parameters(paper_network(arch, group)) == models.reference_params(arch, group)
+
+
+@pytest.mark.parametrize("arch", ["resnet44", "resnet26"])
+@pytest.mark.parametrize("group", gcnn.GROUP_NAMES)
+def test_invariant_head_has_c3_times_g_minus_one_times_classes_fewer_parameters(arch, group):
+    """The invariant head classifies the group average (C3 features), the reference
+    head every group channel (C3 * G): for z2 they are the same network."""
+    invariant, reference = full_model(arch, group), full_model(arch, group, "reference")
+    c3, order = invariant.classifier.in_features, invariant.group.order
+    assert reference.classifier.in_features == c3 * order
+    difference = models.count_parameters(reference) - models.count_parameters(invariant)
+    assert difference == c3 * (order - 1) * 10
+
 
 
 def test_reference_counts_only_where_the_paper_reports_them():
@@ -251,6 +267,19 @@ def test_z2_network_is_not_invariant(arch, rng, equivariance_error_of):
     assert models.invariance_error(model, x, "p4m") > 1e-3
 
 
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_reference_head_features_are_equivariant_but_its_logits_are_not_invariant(group, rng, check_equivariant):
+    """The reference head's C3 * G features permute exactly with the group; the
+    classifier on all of them sees the orientation (negative control for invariance)."""
+    model = models.build_model("resnet44", group, width=0.125, head="reference").double().eval()
+    randomize_batchnorm(model, rng)
+    c3, order = model.blocks[-1].conv2.out_channels, model.group.order
+    features = lambda x: model.head(model.blocks(model.stem(x))).view(len(x), c3, order, 1, 1)  # noqa: E731
+    x = torch.randn(2, 3, 33, 33, generator=rng, dtype=torch.float64)
+    check_equivariant(features, x, model.group)
+    assert models.invariance_error(model, x) > 1e-3
+
+
 @pytest.mark.parametrize("arch", CIFAR_ARCHS)
 def test_stride_two_on_32x32_breaks_exact_invariance(arch, rng):
     """Even sizes put the strided grid off the rotation centre: measurably non-zero."""
@@ -272,32 +301,37 @@ def test_invariance_error_of_a_hand_computed_module():
 
 
 # ----------------------------------------------------------------- results table and script
-def table_rows(text: str) -> dict[tuple[str, str], list[str]]:
+def table_rows(text: str) -> dict[tuple[str, str, str], list[str]]:
+    """``(arch, group, head) -> [input, params, paper params, diff, MACs, inv. group, inv. errors...]``."""
     rows = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) > 2 and cells[0] in ARCHS:
-            rows[(cells[0], cells[1])] = cells
+        if len(cells) > 3 and cells[0] in ARCHS:
+            rows[tuple(cells[:3])] = cells[3:]
     return rows
+
+
+TABLED = [(a, g, "invariant") for a, g in PAIRS] + [(a, "p4m", "reference") for a in ("resnet44", "resnet26")]
 
 
 def test_committed_table_matches_recomputed_params_and_macs():
     committed = table_rows((ROOT / "results" / "models.md").read_text())
-    assert set(committed) == set(PAIRS)
-    for (arch, group), cells in committed.items():
-        model = full_model(arch, group)
+    assert sorted(committed) == sorted(TABLED)
+    for (arch, group, head), cells in committed.items():
+        model = full_model(arch, group, head)
         shape = models.default_input_shape(arch)
-        assert cells[2] == "x".join(map(str, shape))
-        assert cells[3] == f"{models.count_parameters(model):,}"
-        reference = models.reference_params(arch, group)
-        assert cells[4] == ("n/a" if reference is None else f"{reference:,}")
-        assert cells[6] == f"{models.count_macs(model, shape) / 1e6:,.1f}M"
-        if group == "z2":
-            continue
-        at_input_size, at_odd_size = float(cells[8]), float(cells[9])
-        if arch == "rotmnist":  # 2x2 pooling: exact on 16x16, not on 33x33
+        assert cells[0] == "x".join(map(str, shape))
+        params, reference = models.count_parameters(model), models.reference_params(arch, group)
+        assert cells[1] == f"{params:,}"
+        assert cells[2] == ("n/a" if reference is None else f"{reference:,}")
+        assert cells[3] == ("n/a" if reference is None else f"{100 * (params - reference) / reference:+.2f}%")
+        assert cells[4] == f"{models.count_macs(model, shape) / 1e6:,.1f}M"
+        at_input_size, at_odd_size = float(cells[6]), float(cells[7])
+        if group == "z2" or head == "reference":  # not invariant at any size
+            assert min(at_input_size, at_odd_size) > 1e-3
+        elif arch == "rotmnist":  # 2x2 pooling: exact on 16x16, not on 33x33
             assert at_input_size < INVARIANCE_TOL < at_odd_size
-        else:                   # stride 2: exact on 33x33, not on 32x32
+        else:                     # stride 2: exact on 33x33, not on 32x32
             assert at_odd_size < INVARIANCE_TOL < at_input_size
 
 
@@ -307,8 +341,8 @@ def test_script_prints_and_writes_the_same_report(tmp_path):
                              "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, check=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.stdout == out.read_text()
-    assert set(table_rows(result.stdout)) == {("rotmnist", g) for g in gcnn.GROUP_NAMES}
-    assert re.search(r"\| rotmnist \| p4 \| 1x16x16 \| [\d,]+ \| n/a \| n/a \|", result.stdout)
+    assert set(table_rows(result.stdout)) == {("rotmnist", g, "invariant") for g in gcnn.GROUP_NAMES}
+    assert re.search(r"\| rotmnist \| p4 \| invariant \| 1x16x16 \| [\d,]+ \| n/a \| n/a \|", result.stdout)
 
 
 def test_count_macs_gives_every_submodule_back_its_own_mode():

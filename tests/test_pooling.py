@@ -53,7 +53,7 @@ def test_full_stack_in_train_mode_is_invariant_without_dropout(group, rng, check
 
 
 def test_bad_pooling_arguments():
-    with pytest.raises(ValueError, match=r"unknown pooling mode 'avg'; expected one of \['max', 'mean'\]"):
+    with pytest.raises(ValueError, match=r"mode='avg' is not valid; expected one of \['max', 'mean'\]"):
         gcnn.GroupPool(group="p4", mode="avg")
     with pytest.raises(ValueError, match=r"GroupPool expects .*\(B, C, 4, H, W\).*got shape \(2, 3, 5, 5\)"):
         gcnn.GroupPool(group="p4")(torch.zeros(2, 3, 5, 5))
@@ -62,9 +62,10 @@ def test_bad_pooling_arguments():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"kernel_size": 0}, "kernel_size must be an int >= 1, got 0"),
-    ({"kernel_size": 2, "stride": 0}, "stride must be an int >= 1, got 0"),
-    ({"kernel_size": 2, "padding": -1}, "padding must be an int >= 0, got -1"),
+    ({"kernel_size": 0}, "kernel_size=0 is not valid; expected an integer >= 1"),
+    ({"kernel_size": 2, "stride": 0}, "stride=0 is not valid; expected an integer >= 1"),
+    ({"kernel_size": 2, "padding": -1}, "padding=-1 is not valid; expected an integer >= 0"),
+    ({"kernel_size": 2, "mode": "sum"}, r"mode='sum' is not valid; expected one of \['max', 'mean'\]"),
 ])
 def test_bad_spatial_pool_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
