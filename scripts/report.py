@@ -1,9 +1,12 @@
 """Build the results report from run directories and Hydra sweep folders.
 
-    python scripts/report.py multirun/demo runs/ --out results/demo/
+    python scripts/report.py multirun/demo runs/ --out results/demo/ [--wandb]
 
 Writes table.md / table.csv / table.tex, runs.csv, excluded.csv and the figures
-(convergence.png/.pdf, data_efficiency.png/.pdf) into --out.
+(convergence, data_efficiency and robustness .png/.pdf, with their .csv tables) into
+--out. With --wandb it also logs the table, the figures and the robustness numbers to
+one wandb run in the sweep's group, offline (under --out/wandb/) unless
+--wandb-mode online.
 """
 from __future__ import annotations
 
@@ -17,16 +20,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from repro.report import DEFAULT_REFERENCE, RunFileWarning, build_report  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="run directories or sweep directories (searched at any depth)")
     parser.add_argument("--out", required=True, help="output folder, e.g. results/demo/")
     parser.add_argument("--reference", default=str(DEFAULT_REFERENCE), help="CSV of the paper's numbers")
-    args = parser.parse_args(argv)
+    parser.add_argument("--wandb", action="store_true", help="also log the report to wandb (offline by default)")
+    parser.add_argument("--wandb-group", default=None,
+                        help="wandb group (default: the runs' sweep_name when they all agree)")
+    parser.add_argument("--wandb-project", default=None,
+                        help="wandb project (default: the runs' logger.project, else gcnn-repro)")
+    parser.add_argument("--wandb-mode", default="offline", choices=["offline", "online"],
+                        help="offline (default: files under --out/wandb/, upload with `wandb sync`) or online")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RunFileWarning)  # printed below, one line each
             report = build_report(args.paths, args.out, args.reference)
+        if args.wandb:
+            from repro.report.dashboard import log_report, wandb_group, wandb_project
+            group, project = wandb_group(report, args.wandb_group), wandb_project(report, args.wandb_project)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -36,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: {runs} finished run(s) averaged, {excluded} excluded (see table.md); wrote:")
     for path in report.files:
         print(f"  {path}")
+    if args.wandb:
+        folder = log_report(report, group=group, project=project, mode=args.wandb_mode)
+        print(f"wandb ({args.wandb_mode}): project {project}, group {group}: {folder}")
     return 0
 
 

@@ -1,9 +1,11 @@
-"""The report on synthetic run folders: exact numbers, excluded runs, warnings, figures, CLI, sweep plan."""
+"""The report on synthetic run folders: exact numbers, honest aggregation (only seeds are
+averaged), excluded runs, the paper Δ rule, data efficiency, robustness, figures, CLI, wandb."""
 from __future__ import annotations
 
+import copy
 import importlib.util
-import io
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -15,21 +17,49 @@ import pandas as pd
 import pytest
 
 from repro.report import (GROUP_COLORS, RunFileWarning, build_report, collect_runs, column_label,
-                          convergence_summary, load_reference, summarize)
-from repro.report import plan
-from repro.report.plots import _size_positions
+                          convergence_summary, crossing_size, data_efficiency, load_reference, summarize)
+from repro.report import recipe
+from repro.report.plots import _size_positions, convergence_figure, data_efficiency_figure
+from repro.report.recipe import short_difference
+from repro.report.robustness import P4M_ELEMENTS, robustness_summary
 from repro.report.table import format_error
+from repro.train.identity import identity_hash, identity_items
 
 ROOT = Path(__file__).resolve().parents[1]
+REAL_PAPER_PRESET = recipe.paper_preset_items
+
+
+def make_config(*, model: str = "allcnnc", group: str = "z2", augment: str = "none", data: str = "cifar10",
+                train_size: int | None = None, seed: int = 0, epochs: int = 4,
+                overrides: dict | None = None) -> dict:
+    """A resolved config in the trainer's nested layout; ``overrides`` by dotted key."""
+    config = {"data": {"name": data, "root": "data", "download": True, "verify_checksums": True,
+                       "format": "cifar10", "preprocess": "zca", "train_size": train_size, "val_size": 0,
+                       "seed": 0},
+              "augment": {"name": augment, **({"pad": 2} if augment == "crop_flip" else {})},
+              "model": {"name": model, "width": 1.0}, "group": {"name": group},
+              "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.001},
+              "logger": {"name": "csv", "project": "gcnn-repro"}, "seed": seed, "epochs": epochs,
+              "batch_size": 128, "sweep_name": "sweep"}
+    for key, value in (overrides or {}).items():
+        *sections, leaf = key.split(".")
+        node = config
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = value
+    return config
 
 
 def write_run(run_dir: Path, *, model: str = "allcnnc", group: str = "z2", augment: str = "none",
               data: str = "cifar10", train_size: int | None = None, seed: int = 0, epochs: int = 4,
               final: float = 10.0, equivariance: float = 0.5, finished: bool = True,
               epochs_done: int | None = None, status: str = "finished", mtime: float | None = None,
-              hydra_config: bool = False) -> Path:
+              hydra_config: bool = False, overrides: dict | None = None, config: dict | None = None,
+              robustness: dict | None = None) -> Path:
     """A run directory in the trainer's format: test error falls linearly from
-    ``final + 3 * (epochs - 1)`` to ``final`` (%), train loss = test error / 10."""
+    ``final + 3 * (epochs - 1)`` to ``final`` (%), train loss = test error / 10; the
+    result stores the resolved config (:func:`make_config` unless ``config`` is given)
+    and its identity hash."""
     run_dir.mkdir(parents=True, exist_ok=True)
     done = epochs if epochs_done is None else epochs_done
     lines = []
@@ -45,16 +75,31 @@ def write_run(run_dir: Path, *, model: str = "allcnnc", group: str = "z2", augme
             f"seed: {seed}\nepochs: {epochs}\nmodel:\n  name: {model}\ngroup:\n  name: {group}\n"
             f"augment:\n  name: {augment}\ndata:\n  name: {data}\n  train_size: {train_size or 'null'}\n")
     if finished:
+        config = config or make_config(model=model, group=group, augment=augment, data=data,
+                                       train_size=train_size, seed=seed, epochs=epochs, overrides=overrides)
         result = {"status": status, "model": model, "group": group, "augment": augment, "data": data,
                   "train_size": train_size, "seed": seed, "epochs": epochs, "final_test_error": final,
                   "best_test_error": final, "best_epoch": epochs, "final_train_loss": final / 10,
                   "params": 1000 + len(group), "macs": 50_000, "equivariance_error": equivariance,
-                  "equivariance_group": "p4m" if group == "z2" else group, "config": {},
+                  "equivariance_group": "p4m" if group == "z2" else group, "config": config,
+                  "identity": identity_hash(config), "steps": epochs * 8,
                   "git_commit": "abc", "torch_version": "2.x", "device": "cpu", "wall_time_s": 12.0}
+        if robustness is not None:
+            result["robustness"] = robustness
         (run_dir / "result.json").write_text(json.dumps(result))
         if mtime is not None:
             os.utime(run_dir / "result.json", (mtime, mtime))
     return run_dir
+
+
+@pytest.fixture(autouse=True)
+def paper_preset_is_the_fixture_recipe(monkeypatch):
+    """The paper presets, stubbed: :func:`make_config` with 4 epochs (seed aside). The
+    real composition is checked by :func:`test_paper_delta_with_the_real_preset`."""
+    def preset(name: str, group: str, augment: str, data: str) -> dict:
+        return identity_items(make_config(model=name.removeprefix("paper_"), group=group, augment=augment,
+                                          data=data))
+    monkeypatch.setattr(recipe, "paper_preset_items", preset)
 
 
 @pytest.fixture
@@ -69,6 +114,10 @@ def sweep(tmp_path: Path) -> Path:
     for seed, final in [(0, 7.0), (1, 9.0)]:
         write_run(tmp_path / "single" / f"z2-cf-{seed}", augment="crop_flip", seed=seed, final=final)
     write_run(root / "crashed", group="p4", epochs=5, epochs_done=2, finished=False, hydra_config=True)
+    # Died before its first epoch: Hydra's saved config and nothing else.
+    (root / "died-early" / ".hydra").mkdir(parents=True)
+    (root / "died-early" / ".hydra" / "config.yaml").write_text("seed: 2\nepochs: 5\nmodel:\n  name: allcnnc\n"
+                                                              "group:\n  name: p4m\n")
     write_run(root / "failed", group="p4", seed=1, epochs=5, epochs_done=3, status="failed")
     # An older copy of z2/none/seed 0 with a different number: must not enter the average.
     write_run(root / "old-copy", seed=0, final=50.0, mtime=500_000)
@@ -82,11 +131,13 @@ def test_collect_sorts_runs_into_kept_and_excluded_with_reasons(sweep):
         runs = collect_runs([sweep])
     assert len(runs.runs) == 7
     reasons = {Path(p).name: (s, r) for p, s, r in runs.excluded[["path", "status", "reason"]].itertuples(index=False)}
-    assert set(reasons) == {"crashed", "failed", "old-copy", "corrupt"}
+    assert set(reasons) == {"crashed", "died-early", "failed", "old-copy", "corrupt"}
     assert reasons["crashed"][0] == "unfinished" and "reached epoch 2 of 5" in reasons["crashed"][1]
+    assert reasons["died-early"][0] == "unfinished" and "before its first epoch" in reasons["died-early"][1]
     assert reasons["failed"][0] == "unfinished" and "'failed'" in reasons["failed"][1]
     assert "reached epoch 3 of 5" in reasons["failed"][1]
     assert reasons["old-copy"][0] == "duplicate" and "z2-none-0" in reasons["old-copy"][1]
+    assert "same identity" in reasons["old-copy"][1]
     assert reasons["corrupt"][0] == "corrupt"
     assert any(str(sweep) in w and "corrupt" in w for w in runs.warnings)
     # The crashed run's identity comes from Hydra's saved config.
@@ -119,11 +170,11 @@ def test_report_files_show_the_hand_computed_cells(sweep, tmp_path):
     mean, std = statistics.mean([10.0, 11.0, 13.0]), statistics.stdev([10.0, 11.0, 13.0])
     z2_row = next(line for line in markdown.splitlines() if line.startswith("| All-CNN-C | z2 |"))
     cells = [c.strip() for c in z2_row.strip("|").split("|")]
-    assert cells[:6] == ["All-CNN-C", "z2", "4", "1.0k", "1.37M", f"{mean:.2f} ± {std:.2f} (n=3)"]
+    assert cells[:6] == ["All-CNN-C", "z2", "4 epochs", "1.0k", "1.37M", f"{mean:.2f} ± {std:.2f} (n=3)"]
     assert cells[6:9] == ["9.44", f"{mean - 9.44:+.2f}", "6.0e-01"]
     assert cells[9:11] == ["8.00 ± 1.41 (n=2)", "8.86"]
     assert "| 5.0e-01 (p4m) |" in markdown and "| 7.0e-01 (p4m) |" in markdown  # per-run equivariance
-    assert "CIFAR10+" in markdown and "## Excluded runs (4)" in markdown
+    assert "CIFAR10+" in markdown and "## Excluded runs (5)" in markdown
     assert "reached epoch 2 of 5" in markdown and "## Warnings (1)" in markdown
     table = pd.read_csv(tmp_path / "out" / "table.csv")
     assert table["n"].tolist() == [3, 2, 2]
@@ -253,6 +304,7 @@ def test_reference_file_has_the_papers_cifar_table_with_sources():
     assert len(cifar.loc[["allcnnc", "resnet44", "resnet26"]]) == 14
     assert cifar.loc[("resnet44", "p4m", "crop_flip"), "test_error"] == 4.94
     assert reference["source"].notna().all()
+    assert cifar.loc[("resnet44", "p4m", "crop_flip"), "preset"] == "paper_resnet44"
 
 
 def test_bad_reference_file_raises_value_error(tmp_path):
@@ -287,72 +339,9 @@ def test_cli_builds_from_several_paths_and_prints_warnings(sweep, tmp_path, caps
     code = _load_script("report").main([str(sweep / "multirun"), str(sweep / "single"),
                                         "--out", str(tmp_path / "out")])
     out, err = capsys.readouterr()
-    assert code == 0 and "7 finished run(s) averaged, 4 excluded" in out
+    assert code == 0 and "7 finished run(s) averaged, 5 excluded" in out
     assert "warning:" in err and "corrupt" in err
     assert (tmp_path / "out" / "table.md").exists()
-
-
-# --- reproduce-table planning -------------------------------------------------------------
-
-def test_sweep_macs_by_hand():
-    sweep = plan.SweepPlan(networks={"allcnnc": ("z2", "p4")}, augments=("none",), seeds=(0, 1),
-                           epochs={"allcnnc": 2})
-    macs = plan.sweep_macs(sweep, macs_of=lambda arch, group, data: {"z2": 10, "p4": 30}[group])
-    assert macs == 2 * 2 * (3 * 50_000 + 10_000) * (10 + 30)
-
-
-def test_plan_rejects_bad_values():
-    with pytest.raises(ValueError, match="'cifar5'.*cifar10"):
-        plan.SweepPlan(data="cifar5", epochs={"allcnnc": 1, "resnet44": 1})
-    with pytest.raises(ValueError, match="augment 'rot'"):
-        plan.SweepPlan(augments=("rot",), epochs={"allcnnc": 1, "resnet44": 1})
-    with pytest.raises(ValueError, match="epochs for 'resnet44' is None"):
-        plan.SweepPlan(epochs={"allcnnc": 1})
-
-
-def test_recipe_epochs_come_from_the_experiment_configs(tmp_path):
-    (tmp_path / "experiment").mkdir()
-    (tmp_path / "experiment" / "paper_allcnnc.yaml").write_text("# @package _global_\nepochs: 7\n")
-    assert plan.recipe_epochs("allcnnc", tmp_path) == 7
-    assert plan.recipe_epochs("resnet44", tmp_path) is None
-
-
-def test_confirm_refuses_without_gpu_and_terminal(capsys):
-    assert not plan.confirm(has_gpu=False, force=False, is_tty=False)
-    assert "FORCE=1" in capsys.readouterr().err
-    assert plan.confirm(has_gpu=False, force=True, is_tty=False)
-    assert plan.confirm(has_gpu=True, force=False, is_tty=False)
-    assert plan.confirm(has_gpu=False, force=False, is_tty=True, ask=lambda prompt: "y")
-    assert not plan.confirm(has_gpu=False, force=False, is_tty=True, ask=lambda prompt: "")
-
-
-@pytest.fixture
-def cpu_only(monkeypatch):
-    """No GPU, no terminal, no FORCE; a fixed sweep size and matmul speed."""
-    import torch
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(plan, "sweep_macs", lambda sweep: 10 ** 15)
-    monkeypatch.setattr(plan, "measure_matmul_throughput", lambda: 1e10)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    monkeypatch.delenv("FORCE", raising=False)
-
-
-def test_plan_cli_refuses_on_non_tty_without_gpu(cpu_only, capsys):
-    assert plan.main(["--epochs", "3"]) == 1
-    out, err = capsys.readouterr()
-    assert "30 training runs" in out  # (3 + 2 groups) x 2 augments x 3 seeds
-    assert "about 55.6 h (1.9 h per run on average)" in out  # 1e15 MACs / (1e10 MAC/s x 0.5) = 2e5 s
-    assert "refusing" in err and "FORCE=1" in err
-
-
-def test_plan_cli_goes_on_with_force(cpu_only, monkeypatch):
-    monkeypatch.setenv("FORCE", "1")
-    assert plan.main(["--epochs", "3"]) == 0
-
-
-def test_plan_cli_bad_epochs_exits_2(cpu_only, capsys):
-    assert plan.main(["--epochs", "0"]) == 2
-    assert "epochs for 'allcnnc' is 0" in capsys.readouterr().err
 
 
 def test_runs_that_differ_only_in_epochs_are_not_duplicates(tmp_path, tmp_path_factory):
@@ -364,4 +353,282 @@ def test_runs_that_differ_only_in_epochs_are_not_duplicates(tmp_path, tmp_path_f
     build_report([tmp_path], out)
     assert _png_is_drawn(out / "convergence.png")
     rows = [line for line in (out / "table.md").read_text().splitlines() if line.startswith("| All-CNN-C | z2 |")]
-    assert [row.split("|")[3].strip() for row in rows[:2]] == ["2", "4"]
+    assert [row.split("|")[3].strip() for row in rows[:2]] == ["2 epochs", "4 epochs"]
+
+
+# --- honest aggregation: only seeds are averaged --------------------------------------------
+
+def _three_seed_sweep(root: Path) -> None:
+    for seed, final in [(0, 10.0), (1, 11.0), (2, 13.0)]:
+        write_run(root / f"z2-{seed}", seed=seed, final=final, mtime=1_000_000)
+
+
+def test_an_lr_ablation_is_its_own_row_not_a_duplicate(tmp_path):
+    _three_seed_sweep(tmp_path / "sweep")
+    write_run(tmp_path / "ablation", seed=0, final=30.0, overrides={"optim.lr": 0.01}, mtime=2_000_000)
+    collection = collect_runs([tmp_path])
+    assert collection.excluded.empty and len(collection.runs) == 4
+    summary = summarize(collection.runs, load_reference()).set_index("variant")
+    assert summary.loc["", "n"] == 3 and summary.loc["", "test_error_mean"] == pytest.approx(34 / 3, abs=1e-12)
+    assert summary.loc["optim.lr=0.01", "n"] == 1 and summary.loc["optim.lr=0.01", "test_error_mean"] == 30.0
+
+
+def test_a_preprocess_ablation_neither_replaces_seed_0_nor_joins_its_average(tmp_path):
+    _three_seed_sweep(tmp_path / "sweep")
+    write_run(tmp_path / "ablation", seed=0, final=85.0, overrides={"data.preprocess": "none"}, mtime=2_000_000)
+    build_report([tmp_path], tmp_path / "out")
+    markdown = (tmp_path / "out" / "table.md").read_text()
+    rows = {line.split("|")[4].strip(): line for line in markdown.splitlines()
+            if line.startswith("| All-CNN-C | z2 |")}
+    mean, std = statistics.mean([10.0, 11.0, 13.0]), statistics.stdev([10.0, 11.0, 13.0])
+    assert set(rows) == {"–", "data.preprocess=none"}
+    assert f"{mean:.2f} ± {std:.2f} (n=3)" in rows["–"]
+    assert "85.00 (n=1)" in rows["data.preprocess=none"]
+    assert "## Excluded runs (0)" in markdown
+
+
+def test_duplicates_share_identity_and_seed_and_the_newest_is_kept(tmp_path):
+    write_run(tmp_path / "older", final=50.0, mtime=1_000_000)
+    write_run(tmp_path / "newer", final=10.0, mtime=2_000_000)
+    write_run(tmp_path / "other-seed", seed=1, final=12.0, mtime=500_000)
+    collection = collect_runs([tmp_path])
+    assert sorted(Path(p).name for p in collection.runs["path"]) == ["newer", "other-seed"]
+    duplicate = collection.excluded.iloc[0]
+    assert Path(duplicate["path"]).name == "older" and duplicate["status"] == "duplicate"
+    assert "newer" in duplicate["reason"] and identity_hash(make_config()) in duplicate["reason"]
+
+
+def test_variants_are_labelled_by_the_keys_that_differ_from_the_most_common_recipe(tmp_path):
+    _three_seed_sweep(tmp_path)
+    write_run(tmp_path / "two-keys", final=20.0, overrides={"optim.lr": 0.01, "optim.momentum": 0.0})
+    write_run(tmp_path / "new-key", final=21.0, overrides={"label_smoothing": 0.1})
+    labels = set(collect_runs([tmp_path]).runs["variant"])
+    assert labels == {"", "optim.lr=0.01, optim.momentum=0.0", "label_smoothing=0.1"}
+
+
+def test_cifar_folders_are_named_by_format_and_do_not_collide(tmp_path):
+    for classes in (10, 100):
+        write_run(tmp_path / f"folder{classes}", data="cifar_folder", final=float(classes),
+                  overrides={"data.format": f"cifar{classes}", "data.preprocess": "zca"})
+    report = build_report([tmp_path], tmp_path / "out")
+    assert report.collection.excluded.empty and len(report.collection.runs) == 2
+    markdown = (tmp_path / "out" / "table.md").read_text()
+    assert "## folder (cifar10 format, 10 classes)" in markdown
+    assert "## folder (cifar100 format, 100 classes)" in markdown
+    assert "CIFAR_FOLDER" not in markdown
+
+
+def test_a_job_that_died_before_epoch_1_is_listed_as_excluded(tmp_path):
+    (tmp_path / "empty-metrics").mkdir()
+    (tmp_path / "empty-metrics" / "metrics.jsonl").write_text("")
+    (tmp_path / "hydra-only" / ".hydra").mkdir(parents=True)
+    (tmp_path / "hydra-only" / ".hydra" / "config.yaml").write_text("seed: 0\nmodel:\n  name: rotmnist\n")
+    build_report([tmp_path], tmp_path / "out")
+    markdown = (tmp_path / "out" / "table.md").read_text()
+    assert "## Excluded runs (2)" in markdown
+    assert markdown.count("crashed or stopped before its first epoch ended") == 2
+
+
+# --- the paper Δ only for the paper recipe ----------------------------------------------------
+
+def test_paper_delta_only_where_the_recipe_is_the_paper_preset(tmp_path):
+    write_run(tmp_path / "paper-0", final=9.0)
+    write_run(tmp_path / "paper-1", seed=1, final=11.0)
+    write_run(tmp_path / "lr", final=12.0, overrides={"optim.lr": 0.1})
+    write_run(tmp_path / "many", group="p4m", final=8.0, epochs=2,
+              overrides={"optim.lr": 0.1, "optim.momentum": 0.0, "batch_size": 64})
+    summary = summarize(collect_runs([tmp_path]).runs, load_reference()).set_index(["group", "variant"])
+    assert summary.loc[("z2", ""), "diff_vs_paper"] == pytest.approx(10.0 - 9.44, abs=1e-12)
+    assert summary.loc[("z2", ""), "paper_recipe_keys"] == ""
+    lr = summary.loc[("z2", "optim.lr=0.1")]
+    assert math.isnan(lr["diff_vs_paper"]) and lr["paper_test_error"] == 9.44
+    assert lr["paper_recipe_keys"] == "optim.lr" and lr["paper_recipe_diff"] == "optim.lr=0.1 (paper 0.05)"
+    build_report([tmp_path], tmp_path / "out")
+    markdown = (tmp_path / "out" / "table.md").read_text()
+    assert "| 9.44 | +0.56 |" in markdown and "| 9.44 | recipe ≠ paper: optim.lr |" in markdown
+    assert "recipe ≠ paper: batch_size, epochs, optim.lr +1 more" in markdown
+
+
+def test_short_difference_names_three_keys_then_counts():
+    assert short_difference(["a"]) == "a"
+    assert short_difference(["a", "b", "c"]) == "a, b, c"
+    assert short_difference(["a", "b", "c", "d", "e"]) == "a, b, c +2 more"
+
+
+def test_paper_delta_with_the_real_preset(tmp_path, monkeypatch):
+    """The real composition of experiment=paper_allcnnc: a run of that exact recipe gets
+    the Δ; one with a different learning rate does not."""
+    from repro.train import compose_config, load_config, to_dict
+    monkeypatch.setattr(recipe, "paper_preset_items", REAL_PAPER_PRESET)
+    preset = to_dict(load_config(compose_config(["experiment=paper_allcnnc", "group=p4m", "augment=crop_flip",
+                                                 "data=cifar10"])))
+    for seed in (1, 2):
+        config = copy.deepcopy(preset) | {"seed": seed}
+        config["data"] = dict(config["data"], root=f"/elsewhere/{seed}")  # a location key: ignored
+        write_run(tmp_path / f"paper-{seed}", group="p4m", augment="crop_flip", seed=seed, final=7.0 + seed,
+                  config=config)
+    other = copy.deepcopy(preset)
+    other["optim"] = dict(other["optim"], lr=0.123)
+    write_run(tmp_path / "other", group="p4m", augment="crop_flip", final=5.0, config=other)
+    summary = summarize(collect_runs([tmp_path]).runs, load_reference()).set_index("variant")
+    assert summary.loc["", "diff_vs_paper"] == pytest.approx(8.5 - 7.04, abs=1e-12)
+    assert summary.loc["optim.lr=0.123", "paper_recipe_keys"] == "optim.lr"
+
+
+# --- figures: one epoch, data-efficiency axis -------------------------------------------------
+
+def test_one_epoch_convergence_plot_has_a_sensible_axis(tmp_path):
+    write_run(tmp_path / "r", epochs=1)
+    figure = convergence_figure(collect_runs([tmp_path]).curves)
+    axis = figure.axes[0]
+    assert axis.get_xlim() == (0.5, 1.5) and list(axis.get_xticks()) == [1.0]
+
+
+def _size_sweep(root: Path, errors: dict[str, dict]) -> None:
+    """Two seeds (error ± 1) per group and size on digits_rot (1000 training images in full)."""
+    for group, by_size in errors.items():
+        for size, error in by_size.items():
+            for seed, offset in [(0, -1.0), (1, 1.0)]:
+                write_run(root / f"{group}-{size}-{seed}", model="rotmnist", group=group, data="digits_rot",
+                          train_size=size, seed=seed, epochs=3, final=error + offset)
+
+
+def test_data_efficiency_y_axis_never_passes_100(tmp_path):
+    _size_sweep(tmp_path, {"z2": {50: 98.5, None: 20.0}, "p4": {50: 98.0, None: 10.0}})
+    axis = data_efficiency_figure(collect_runs([tmp_path]).runs).axes[0]
+    assert axis.get_ylim()[1] <= 100.0 and axis.get_ylim()[0] >= 0.0
+
+
+# --- data efficiency --------------------------------------------------------------------------
+
+def test_crossing_size_interpolates_on_a_log_scale_of_size():
+    crossing = crossing_size([100, 1000], [30.0, 10.0], 20.0)
+    assert crossing.kind == "between" and crossing.size == pytest.approx(math.sqrt(100 * 1000), rel=1e-12)
+    crossing = crossing_size([1000, 100, 300], [10.0, 30.0, 15.0], 20.0)  # unsorted input
+    assert crossing.size == pytest.approx(100 * 3 ** (2 / 3), rel=1e-12)  # 2/3 of the way from 100 to 300
+    assert crossing_size([100, 1000], [19.0, 10.0], 20.0) == recipe_crossing("at_smallest", 100.0)
+    assert crossing_size([100, 1000], [40.0, 25.0], 20.0) == recipe_crossing("not_reached", None)
+    # not monotonic: the first crossing from the smallest size up counts
+    assert crossing_size([10, 100, 1000], [30.0, 10.0, 25.0], 20.0).size == pytest.approx(10 * 10 ** 0.5, rel=1e-12)
+
+
+def recipe_crossing(kind: str, size: float | None):
+    from repro.report.efficiency import Crossing
+    return Crossing(kind, size)
+
+
+def test_data_efficiency_table_and_plot_by_hand(tmp_path):
+    # z2 on the full 1000 images: 20 %. p4 crosses 20 % 2/3 of the way (in error) from 100 (30 %)
+    # to 300 (15 %) images: 100 * 3**(2/3) = 208 images = 0.21x. p4m is below it already at 100.
+    _size_sweep(tmp_path / "runs", {"z2": {100: 50.0, 300: 35.0, None: 20.0},
+                                    "p4": {100: 30.0, 300: 15.0, None: 8.0},
+                                    "p4m": {100: 18.0, 300: 12.0, None: 7.0}})
+    report = build_report([tmp_path / "runs"], tmp_path / "out")
+    table = report.efficiency.set_index("group")
+    assert list(table.index) == ["p4", "p4m"]
+    assert table.loc["p4", "z2_full_error"] == pytest.approx(20.0, abs=1e-12)
+    assert table.loc["p4", "size_at_z2_full_error"] == pytest.approx(100 * 3 ** (2 / 3), rel=1e-12)
+    assert table.loc["p4", "fraction_of_full"] == pytest.approx(0.1 * 3 ** (2 / 3), rel=1e-12)
+    assert table.loc["p4", "text"] == "p4 needs 0.21x the data (208 of 1000 images)"
+    assert table.loc["p4m", "crossing"] == "at_smallest" and table.loc["p4m", "fraction_of_full"] == 0.1
+    markdown = (tmp_path / "out" / "table.md").read_text()
+    assert "## Data efficiency" in markdown and "| 208 | 0.21x |" in markdown and "| ≤ 100 | ≤ 0.10x |" in markdown
+    assert (tmp_path / "out" / "data_efficiency.csv").exists()
+    axis = data_efficiency_figure(report.collection.runs, report.efficiency).axes[0]
+    assert any(list(line.get_ydata()) == [20.0, 20.0] and line.get_linestyle() == "--" for line in axis.lines)
+    stars = [line for line in axis.lines if line.get_marker() == "*"]
+    assert sorted(float(line.get_xdata()[0]) for line in stars) == pytest.approx([100.0, 100 * 3 ** (2 / 3)])
+
+
+def test_no_data_efficiency_row_without_a_full_data_z2_run(tmp_path):
+    _size_sweep(tmp_path, {"z2": {100: 50.0, 300: 35.0}, "p4": {100: 30.0, 300: 15.0}})
+    assert data_efficiency(summarize(collect_runs([tmp_path]).runs)).empty
+
+
+# --- robustness -------------------------------------------------------------------------------
+
+def _robustness(base: float, flat: bool, rotations: bool) -> dict:
+    """Error ``base`` on e; a non-invariant network gets worse by 10 per element index."""
+    p4m = {name: base + (0.0 if flat else 10.0 * index) for index, name in enumerate(P4M_ELEMENTS)}
+    result = {"p4m": p4m}
+    if rotations:
+        result["rotation"] = {str(angle): base + (0.0 if flat else angle / 10) for angle in range(0, 360, 15)}
+    return result
+
+
+def test_robustness_table_by_hand_and_figure(tmp_path):
+    for seed, base in [(0, 10.0), (1, 12.0)]:
+        write_run(tmp_path / f"z2-{seed}", model="rotmnist", data="digits_rot", seed=seed, final=base,
+                  robustness=_robustness(base, flat=False, rotations=True))
+        write_run(tmp_path / f"p4m-{seed}", model="rotmnist", group="p4m", data="digits_rot", seed=seed,
+                  final=base - 5, robustness=_robustness(base - 5, flat=True, rotations=True))
+    report = build_report([tmp_path], tmp_path / "out")
+    summary = report.robustness.set_index(["group", "kind", "transform"])
+    assert summary.loc[("z2", "p4m", "mr"), "mean"] == pytest.approx(11.0 + 50.0, abs=1e-12)
+    assert summary.loc[("z2", "p4m", "mr"), "std"] == pytest.approx(statistics.stdev([10.0, 12.0]), abs=1e-12)
+    assert summary.loc[("z2", "rotation", "90"), "mean"] == pytest.approx(20.0, abs=1e-12)
+    assert summary.loc[("p4m", "p4m", "mr3"), "mean"] == pytest.approx(6.0, abs=1e-12)
+    assert list(summary.loc["p4m"].loc["p4m"]["order"]) == list(range(8))
+    markdown = (tmp_path / "out" / "table.md").read_text()
+    assert "## Robustness" in markdown and "| e | r | r2 | r3 | m | mr | mr2 | mr3 |" in markdown
+    z2_row = next(line for line in markdown.splitlines() if line.startswith("| RotMNIST-CNN | z2 | digits_rot"))
+    assert "61.00 ± 1.41 (n=2)" in z2_row
+    per_run = pd.read_csv(tmp_path / "out" / "robustness.csv")
+    assert len(per_run) == 4 * (8 + 24)
+    assert _png_is_drawn(tmp_path / "out" / "robustness.png")
+    from repro.report.plots import robustness_figure
+    assert len(robustness_figure(report.robustness).axes) == 2  # p4m elements and 15-degree rotations
+
+
+def test_cifar_robustness_has_only_the_p4m_panel(tmp_path):
+    write_run(tmp_path / "r", robustness=_robustness(10.0, flat=False, rotations=False))
+    from repro.report.plots import robustness_figure
+    summary = robustness_summary(collect_runs([tmp_path]).runs)
+    assert set(summary["kind"]) == {"p4m"} and len(robustness_figure(summary).axes) == 1
+
+
+# --- wandb ------------------------------------------------------------------------------------
+
+def test_wandb_logs_the_report_offline(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("wandb")
+    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path / "wandb-dir"),
+                       "WANDB_CACHE_DIR": str(tmp_path / "cache"),
+                       "WANDB_CONFIG_DIR": str(tmp_path / "config")}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    for seed in (0, 1):
+        write_run(tmp_path / "runs" / f"z2-{seed}", model="rotmnist", data="digits_rot", seed=seed,
+                  final=10.0 + seed, overrides={"sweep_name": "my_sweep", "logger.project": "my_project"},
+                  robustness=_robustness(10.0, flat=False, rotations=True))
+    assert _load_script("report").main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--wandb"]) == 0
+    assert "wandb (offline): project my_project, group my_sweep" in capsys.readouterr().out
+    offline = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1
+    records = b"".join(path.read_bytes() for path in offline[0].glob("*.wandb"))
+    # wandb 0.31 has no Python reader for its record files; the protobuf strings are plain bytes
+    for text in ("my_sweep", "my_project", "report", "table", "figures/convergence", "robustness/rotmnist/z2"):
+        assert text.encode() in records, text
+    assert list(offline[0].rglob("*.png")) and list(offline[0].rglob("*table*.json"))
+
+
+def test_wandb_group_must_be_named_when_sweeps_disagree(tmp_path, capsys):
+    write_run(tmp_path / "a", overrides={"sweep_name": "one"})
+    write_run(tmp_path / "b", seed=1, overrides={"sweep_name": "two"})
+    assert _load_script("report").main([str(tmp_path), "--out", str(tmp_path / "out"), "--wandb"]) == 2
+    assert "error: the runs name 2 sweeps (one, two); give the wandb group with --wandb-group" in \
+        capsys.readouterr().err
+
+
+def test_cells_that_would_share_a_row_are_told_apart(tmp_path):
+    # The most common recipe has a key the other lacks: the label of the other would be empty too.
+    for seed in (0, 1):
+        write_run(tmp_path / f"with-{seed}", seed=seed, overrides={"extra": 1})
+    write_run(tmp_path / "without", final=20.0)
+    runs = collect_runs([tmp_path]).runs
+    assert dict(zip(runs["path"].map(lambda p: Path(p).name), runs["variant"])) == {
+        "with-0": "extra=1", "with-1": "extra=1", "without": "extra=–"}
+
+
+def test_budget_label_names_epochs_and_fixed_steps():
+    assert recipe.budget_label({"epochs": 1}) == "1 epoch"
+    assert recipe.budget_label({"epochs": 30, "steps_per_epoch": 8}) == "30 epochs x 8 steps"

@@ -6,14 +6,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+import pandas as pd
+
 from ..io import write_text
 from .collect import RunCollection, collect_runs
-from .plots import plot_convergence, plot_data_efficiency
+from .efficiency import data_efficiency
+from .plots import plot_convergence, plot_data_efficiency, plot_robustness
 from .reference import DEFAULT_REFERENCE, load_reference
 from .render import render_latex, render_markdown
+from .robustness import robustness_runs, robustness_summary
 from .table import convergence_summary, summarize
 
 __all__ = ["Report", "build_report"]
+
+# Columns of runs.csv that are Python objects rather than values.
+OBJECT_COLUMNS = ["mtime", "items", "robustness"]
 
 
 @dataclass
@@ -24,15 +31,19 @@ class Report:
     files: list[Path]
     collection: RunCollection
     figures: list[Path] = field(default_factory=list)
+    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    efficiency: pd.DataFrame = field(default_factory=pd.DataFrame)
+    robustness: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def build_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                  reference_path: str | os.PathLike | None = DEFAULT_REFERENCE) -> Report:
-    """Collect the runs under ``paths`` and write ``table.md``, ``table.csv``
-    (tidy, one row per network x group x data x augment x train size x epochs),
-    ``runs.csv`` (one row per finished run kept), ``excluded.csv``,
-    ``table.tex``, ``convergence.png``/``.pdf`` and, when several training-set
-    sizes are present, ``data_efficiency.png``/``.pdf`` into ``out_dir``.
+    """Collect the runs under ``paths`` and write into ``out_dir``: ``table.md`` (all
+    tables), ``table.csv`` (tidy, one row per cell: runs that differ only in the seed),
+    ``table.tex``, ``runs.csv`` (one row per finished run kept), ``excluded.csv``,
+    ``convergence.csv`` and ``convergence.png``/``.pdf``; for training-set-size sweeps
+    ``data_efficiency.csv`` and ``data_efficiency.png``/``.pdf``; for runs that record
+    robustness numbers ``robustness.csv`` (per run) and ``robustness.png``/``.pdf``.
     Raises ValueError when no run directory is found."""
     inputs = [str(p) for p in paths]
     collection = collect_runs(inputs)
@@ -43,14 +54,20 @@ def build_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     reference = load_reference(reference_path) if reference_path is not None else None
     summary = summarize(collection.runs, reference)
     convergence = convergence_summary(collection.curves)
-    figures = plot_convergence(collection.curves, out) + plot_data_efficiency(collection.runs, out)
-    files = [
-        write_text(out / "table.md", render_markdown(summary, collection, convergence, inputs, figures)),
-        write_text(out / "table.csv", summary.to_csv(index=False)),
-        write_text(out / "table.tex", render_latex(summary)),
-        write_text(out / "runs.csv", collection.runs.drop(columns=["mtime"]).to_csv(index=False)),
-        write_text(out / "excluded.csv", collection.excluded.to_csv(index=False)),
-    ]
+    efficiency = data_efficiency(summary)
+    robustness = robustness_summary(collection.runs)
+    figures = (plot_convergence(collection.curves, out) + plot_data_efficiency(collection.runs, out, efficiency)
+               + plot_robustness(robustness, out))
+    markdown = render_markdown(summary, collection, convergence, inputs, figures, efficiency, robustness)
+    tables = {"table.md": markdown, "table.csv": summary.to_csv(index=False), "table.tex": render_latex(summary),
+              "runs.csv": collection.runs.drop(columns=OBJECT_COLUMNS).to_csv(index=False),
+              "excluded.csv": collection.excluded.to_csv(index=False)}
     if not convergence.empty:
-        files.append(write_text(out / "convergence.csv", convergence.to_csv(index=False)))
-    return Report(out_dir=out, files=files + figures, collection=collection, figures=figures)
+        tables["convergence.csv"] = convergence.to_csv(index=False)
+    if not efficiency.empty:
+        tables["data_efficiency.csv"] = efficiency.to_csv(index=False)
+    if not robustness.empty:
+        tables["robustness.csv"] = robustness_runs(collection.runs).to_csv(index=False)
+    files = [write_text(out / name, text) for name, text in tables.items()]
+    return Report(out_dir=out, files=files + figures, collection=collection, figures=figures,
+                  summary=summary, efficiency=efficiency, robustness=robustness)

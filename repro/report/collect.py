@@ -1,10 +1,11 @@
 """Find run directories under any paths and load them into pandas tables.
 
 A run directory holds ``metrics.jsonl`` (one JSON object per finished epoch)
-and, once training ended, ``result.json``; single runs and Hydra multirun
-folders nested at any depth are found alike. Every run lands in exactly one
-place: ``runs`` (finished, kept for the averages) or ``excluded`` (unfinished,
-crashed, corrupt or an older duplicate, with the reason). Problems with files
+and, once training ended, ``result.json``; a job that died before its first
+epoch may leave only a checkpoint or Hydra's ``.hydra/config.yaml``. Single runs
+and Hydra multirun folders nested at any depth are found alike. Every run lands
+in exactly one place: ``runs`` (finished, kept) or ``excluded`` (unfinished,
+crashed, corrupt, or an older duplicate: same identity and seed, with the reason). Problems with files
 raise a :class:`RunFileWarning` naming the file and are kept in ``warnings``.
 """
 from __future__ import annotations
@@ -19,21 +20,33 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from repro.train.identity import identity_hash
+
+from .recipe import label_cells, run_items
+
 __all__ = [
-    "RESULT_FILE", "METRICS_FILE", "RUN_KEY", "RunFileWarning", "RunCollection",
+    "RESULT_FILE", "METRICS_FILE", "RUN_FIELDS", "RunFileWarning", "RunCollection",
     "find_run_dirs", "collect_runs",
 ]
 
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
-# Two finished runs with the same values of these are duplicates.
-RUN_KEY = ("model", "group", "augment", "data", "train_size", "seed")
-REQUIRED_RESULT_KEYS = RUN_KEY + ("status", "epochs", "final_test_error")
+CHECKPOINT_FILE = "checkpoint.pt"
+HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+# Display fields of every run (excluded ones too); which runs are the same experiment is
+# decided by their identity (repro.report.recipe), not by these.
+RUN_FIELDS = ("model", "group", "augment", "data", "train_size", "seed", "epochs")
+REQUIRED_RESULT_KEYS = (*RUN_FIELDS, "status", "final_test_error")
 METRIC_COLUMNS = ("epoch", "train_loss", "train_error", "test_loss", "test_error",
                   "lr", "epoch_time_s", "images_per_s")
 OPTIONAL_RESULT_KEYS = ("best_test_error", "best_epoch", "final_train_loss", "params", "macs",
                         "equivariance_error", "equivariance_group", "wall_time_s", "device",
-                        "git_commit", "n_train")
+                        "git_commit", "n_train", "steps", "robustness")
+RUN_COLUMNS = ["path", "status", "reason", *RUN_FIELDS, "data_format", "final_test_error",
+               *OPTIONAL_RESULT_KEYS, "identity", "items", "sweep_name", "logger_project", "mtime"]
+EXCLUDED_COLUMNS = ["path", "status", "reason", *RUN_FIELDS]
+CURVE_KEYS = ["path", "model", "group", "augment", "data", "data_label", "train_size", "epochs",
+              "budget", "variant", "recipe", "seed"]
 
 
 # Training images of the full training sets (before a validation split), used when a
@@ -50,11 +63,12 @@ class RunFileWarning(UserWarning):
 class RunCollection:
     """Everything found under the report's input paths.
 
-    ``runs``: one row per finished run kept for the averages (columns: ``path``,
-    the :data:`RUN_KEY` fields, ``epochs``, ``final_test_error`` and the optional
-    result fields). ``curves``: one row per (kept run, epoch) with the metrics
-    columns plus ``path`` and the run key. ``excluded``: one row per run left
-    out, with ``status`` and ``reason``. ``warnings``: messages about files.
+    ``runs``: one row per finished run kept (columns :data:`RUN_COLUMNS` plus, from
+    :func:`repro.report.recipe.label_cells`, ``recipe``, ``budget``, ``data_label`` and
+    ``variant``). ``curves``: one row per (kept run, epoch): the metrics columns plus
+    :data:`CURVE_KEYS`. ``excluded``: one row per run left out (unfinished, crashed
+    before its first epoch, corrupt, or an older duplicate), with ``status`` and
+    ``reason``. ``warnings``: messages about files.
     """
 
     runs: pd.DataFrame
@@ -63,9 +77,15 @@ class RunCollection:
     warnings: list[str] = field(default_factory=list)
 
 
+def _is_run_dir(dirpath: Path, filenames: list[str]) -> bool:
+    return (RESULT_FILE in filenames or METRICS_FILE in filenames or CHECKPOINT_FILE in filenames
+            or (dirpath / HYDRA_CONFIG).is_file())
+
+
 def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Every directory at or below ``paths`` holding a result or metrics file,
-    sorted and without repeats. A path that does not exist raises ValueError."""
+    """Every directory at or below ``paths`` that holds a result, metrics or checkpoint
+    file or Hydra's saved config (a job that died before its first epoch), sorted and
+    without repeats. A path that does not exist raises ValueError."""
     found: set[Path] = set()
     for raw in paths:
         root = Path(raw)
@@ -75,7 +95,7 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
             root = root.parent
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            if RESULT_FILE in filenames or METRICS_FILE in filenames:
+            if _is_run_dir(Path(dirpath), filenames):
                 found.add(Path(dirpath).resolve())
     return sorted(found)
 
@@ -138,8 +158,8 @@ def _read_result(run_dir: Path, messages: list[str]) -> tuple[dict | None, str |
 
 
 def _read_planned_config(run_dir: Path) -> dict:
-    """Key fields of a run without result.json, from Hydra's saved config if any."""
-    path = run_dir / ".hydra" / "config.yaml"
+    """Display fields of a run without result.json, from Hydra's saved config if any."""
+    path = run_dir / HYDRA_CONFIG
     if not path.exists():
         return {}
     try:
@@ -153,20 +173,24 @@ def _read_planned_config(run_dir: Path) -> dict:
             "train_size": data.get("train_size"), "seed": cfg.get("seed"), "epochs": cfg.get("epochs")}
 
 
-def _key_fields(source: dict) -> dict:
-    fields = {key: _name_of(source.get(key)) for key in RUN_KEY}
-    fields["epochs"] = source.get("epochs")
-    return fields
-
-
-def _epochs_reached(metrics: pd.DataFrame) -> int:
-    return int(metrics["epoch"].max()) if len(metrics) else 0
+def _display_fields(source: dict) -> dict:
+    return {key: _name_of(source.get(key)) for key in RUN_FIELDS}
 
 
 def _progress(metrics: pd.DataFrame, planned: Any) -> str:
-    reached = _epochs_reached(metrics)
+    if not len(metrics):
+        return "crashed or stopped before its first epoch ended (no finished epoch)"
     total = f" of {planned}" if isinstance(planned, int) else ""
-    return f"reached epoch {reached}{total}"
+    return f"reached epoch {int(metrics['epoch'].max())}{total}"
+
+
+def _config(result: dict) -> dict:
+    return result["config"] if isinstance(result.get("config"), dict) else {}
+
+
+def _config_section(result: dict, name: str) -> dict:
+    section = _config(result).get(name)
+    return section if isinstance(section, dict) else {}
 
 
 def _load_run(run_dir: Path, messages: list[str]) -> tuple[dict, pd.DataFrame]:
@@ -175,14 +199,14 @@ def _load_run(run_dir: Path, messages: list[str]) -> tuple[dict, pd.DataFrame]:
     result, problem = _read_result(run_dir, messages)
     record: dict[str, Any] = {"path": str(run_dir)}
     if result is None:
-        record.update(_key_fields(_read_planned_config(run_dir)))
+        record.update(_display_fields(_read_planned_config(run_dir)))
         if problem:
             record.update(status="corrupt", reason=f"{problem}; {_progress(metrics, record['epochs'])}")
         else:
             record.update(status="unfinished",
                           reason=f"no {RESULT_FILE}; {_progress(metrics, record['epochs'])}")
         return record, metrics
-    record.update(_key_fields(result))
+    record.update(_display_fields(result))
     status = result.get("status")
     if status != "finished":
         record.update(status="unfinished",
@@ -191,10 +215,13 @@ def _load_run(run_dir: Path, messages: list[str]) -> tuple[dict, pd.DataFrame]:
     if not len(metrics):
         _warn(messages, f"{run_dir / METRICS_FILE}: missing or empty; run kept in the table, "
                         "left out of the convergence plot")
+    items = run_items(result)
     record.update({key: result.get(key) for key in OPTIONAL_RESULT_KEYS})
-    record["n_train"] = _training_images(result)
-    record.update(status="finished", reason="",
-                  final_test_error=float(result["final_test_error"]),
+    record.update(status="finished", reason="", final_test_error=float(result["final_test_error"]),
+                  n_train=_training_images(result), items=items, identity=identity_hash(items),
+                  data_format=items.get("data.format"),
+                  sweep_name=_config(result).get("sweep_name"),
+                  logger_project=_config_section(result, "logger").get("project"),
                   mtime=(run_dir / RESULT_FILE).stat().st_mtime)
     return record, metrics
 
@@ -206,26 +233,23 @@ def _training_images(result: dict) -> int | None:
     if isinstance(result.get("train_size"), int):
         return result["train_size"]
     full = FULL_TRAIN_SIZES.get(_name_of(result.get("data")))
-    config = result.get("config") if isinstance(result.get("config"), dict) else {}
-    data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    val_size = data.get("val_size") or 0
+    val_size = _config_section(result, "data").get("val_size") or 0
     return full - int(val_size) if full is not None else None
 
 
 def _split_duplicates(finished: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep the newest run (by result.json mtime) of each run key; list the others."""
+    """Keep the newest run (by result.json mtime) of each identity (which includes the
+    seed); list the others as duplicates."""
     if finished.empty:
         return finished, finished.iloc[0:0]
-    key = [*RUN_KEY, "epochs"]  # a 10-epoch smoke run is not a duplicate of the full run
-    run_keys = ["|".join(map(repr, row)) for row in finished[key].itertuples(index=False, name=None)]
-    ordered = finished.assign(_key=run_keys)
-    ordered = ordered.sort_values(["_key", "mtime", "path"], ascending=[True, False, True])
-    newest_path = ordered.groupby("_key")["path"].transform("first")
+    ordered = finished.sort_values(["identity", "mtime", "path"], ascending=[True, False, True])
+    newest_path = ordered.groupby("identity")["path"].transform("first")
     is_dup = ordered["path"] != newest_path
     duplicates = ordered[is_dup].copy()
     duplicates["status"] = "duplicate"
-    duplicates["reason"] = "same " + "/".join(key) + " as the newer run " + newest_path[is_dup]
-    return ordered[~is_dup].drop(columns="_key"), duplicates.drop(columns="_key")
+    duplicates["reason"] = ("same identity " + duplicates["identity"] + " (config and seed) as the newer run "
+                            + newest_path[is_dup])
+    return ordered[~is_dup], duplicates
 
 
 def collect_runs(paths: Iterable[str | os.PathLike]) -> RunCollection:
@@ -237,18 +261,15 @@ def collect_runs(paths: Iterable[str | os.PathLike]) -> RunCollection:
         records.append(record)
         if record["status"] == "finished" and len(metrics):
             curves.append(metrics.assign(path=record["path"]))
-    table = pd.DataFrame(records, columns=["path", "status", "reason", *RUN_KEY, "epochs",
-                                           "final_test_error", *OPTIONAL_RESULT_KEYS, "mtime"])
+    table = pd.DataFrame(records, columns=RUN_COLUMNS)
     for column in ("train_size", "seed", "epochs"):
         table[column] = pd.Series([_int_or_none(v) for v in table[column]], index=table.index, dtype=object)
-    finished = table[table["status"] == "finished"]
-    kept, duplicates = _split_duplicates(finished)
+    kept, duplicates = _split_duplicates(table[table["status"] == "finished"])
     excluded = pd.concat([table[table["status"] != "finished"], duplicates], ignore_index=True)
-    kept = kept.sort_values(["data", "model", "group", "augment", "seed", "path"],
-                            key=_sort_key).reset_index(drop=True)
-    curve_table = _join_curves(curves, kept)
-    excluded = excluded[["path", "status", "reason", *RUN_KEY, "epochs"]].reset_index(drop=True)
-    return RunCollection(runs=kept, curves=curve_table, excluded=excluded, warnings=messages)
+    kept = label_cells(kept.sort_values(["data", "model", "group", "augment", "seed", "path"],
+                                        key=_sort_key).reset_index(drop=True))
+    excluded = excluded[EXCLUDED_COLUMNS].reset_index(drop=True)
+    return RunCollection(runs=kept, curves=_join_curves(curves, kept), excluded=excluded, warnings=messages)
 
 
 def _is_missing(value: Any) -> bool:
@@ -276,8 +297,7 @@ def _sort_key(column: pd.Series) -> pd.Series:
 
 
 def _join_curves(curves: list[pd.DataFrame], kept: pd.DataFrame) -> pd.DataFrame:
-    key_columns = ["path", *RUN_KEY, "epochs"]
     if not curves:
-        return pd.DataFrame(columns=[*METRIC_COLUMNS, *key_columns])
+        return pd.DataFrame(columns=[*METRIC_COLUMNS, *CURVE_KEYS])
     joined = pd.concat(curves, ignore_index=True)
-    return joined.merge(kept[key_columns], on="path", how="inner")
+    return joined.merge(kept[CURVE_KEYS], on="path", how="inner")

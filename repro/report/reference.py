@@ -2,7 +2,9 @@
 
 The numbers live in that data file (with a ``source`` column citing where each
 comes from), never in code. A reference row applies to runs of the same
-network, group, data set and augmentation trained on the full training set.
+network, group, data set and augmentation trained on the full training set; its
+``preset`` (an ``experiment=`` name) is the recipe a run must match for the report to
+print the difference (empty: the paper's number is shown, never a difference).
 """
 from __future__ import annotations
 
@@ -14,12 +16,12 @@ import pandas as pd
 __all__ = ["DEFAULT_REFERENCE", "REFERENCE_COLUMNS", "load_reference"]
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv"
-REFERENCE_COLUMNS = ("network", "group", "dataset", "augment", "test_error", "params", "source")
+REFERENCE_COLUMNS = ("network", "group", "dataset", "augment", "test_error", "params", "preset", "source")
 
 
 def load_reference(path: str | os.PathLike = DEFAULT_REFERENCE) -> pd.DataFrame:
     """The reference table: one row per (network, group, dataset, augment) with
-    ``test_error`` (%), ``params`` (may be empty) and ``source``."""
+    ``test_error`` (%), ``params`` (may be empty), ``preset`` (may be empty) and ``source``."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"reference file {str(path)!r} does not exist; expected a CSV with columns "

@@ -7,40 +7,42 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from repro.markdown import markdown_table
+
 from .collect import RunCollection
+from .robustness import KINDS, robustness_tables
 from .table import (Section, column_label, format_number, format_params, format_small,
                     network_name, sort_cells, wide_sections)
 
-__all__ = ["markdown_table", "render_markdown", "render_latex"]
+__all__ = ["render_markdown", "render_latex"]
 
 READING_GUIDE = """\
 How to read the tables: each cell is the **final-epoch test error in %**, mean ± sample
-standard deviation over seeds, with the number of seeds `n` (no std when n = 1). Rows are
-network / group / number of training epochs; `Params` is the trained model's parameter
-count. Column titles name the data set and augmentation: `CIFAR10` = no augmentation,
-`CIFAR10+` = horizontal flips and translations of up to 2 px, `... rot_flip` = 90-degree
-rotations and flips. When a data set was trained on several training-set sizes (the
-data-efficiency sweep), it gets one column per size: `100 train` is a class-balanced subset
-of 100 training images, `full` the whole training set. `paper` is the number the paper
-reports for the same network, group and augmentation on the full training set (source:
-`results/paper_reference.csv`), `Δ` = ours − paper in percentage points (negative: ours is
-better). `equiv.` is the measured equivariance error of the trained models (mean over seeds
-of: mean over test images of the largest relative logit change |f(gx) − f(x)| / |f(x)| over
-the group's transformations g; z2 models are measured with the p4m transformations).
-Runs that are unfinished, crashed, corrupt or duplicated are not averaged: they are listed
-under "Excluded runs".
+standard deviation over seeds, with the number of seeds `n` (no std when n = 1). Only
+seeds are averaged: a cell holds the runs whose resolved configs (their identity: every
+key that can change the numbers) differ in `seed` alone. Rows are network / group /
+budget (epochs, or optimiser steps when the config fixes them) / variant; `Params` is the
+trained model's parameter count. A `Variant` names the config keys in which the row's
+runs differ from the most common recipe of the same network, augmentation and data set
+(`–` = that recipe), e.g. `optim.lr=0.01`: an ablation gets its own row. Column titles
+name the data set and augmentation: `CIFAR10` = no augmentation, `CIFAR10+` = horizontal
+flips and translations of up to 2 px, `... rot_flip` = 90-degree rotations and flips; a
+CIFAR-format folder is named by its format and number of classes. When a data set was
+trained on several training-set sizes (the data-efficiency sweep), it gets one column
+per size: `100 train` is a class-balanced subset of 100 training images, `full` the whole
+training set. `paper` is the number the paper reports for the same network, group and
+augmentation on the full training set (source: `results/paper_reference.csv`). `Δ` =
+ours − paper in percentage points (negative: ours is better), shown **only when the
+cell's recipe is the paper preset** (`experiment=paper_<network>` with the same group,
+augmentation and data set; seed and file locations aside); otherwise the Δ cell names
+the keys that differ (`recipe ≠ paper: epochs, optim.lr`; all values in `table.csv`,
+column `paper_recipe_diff`). `equiv.` is the measured equivariance error of the trained
+models (mean over seeds of: mean over test images of the largest relative logit change
+|f(gx) − f(x)| / |f(x)| over the group's transformations g; z2 models are measured with
+the p4m transformations). Runs that are unfinished, crashed (also before their first
+epoch), corrupt or duplicated (same identity and seed: the newest is kept) are not
+averaged: they are listed under "Excluded runs".
 """
-
-
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub pipe table."""
-    lines = ["| " + " | ".join(map(_cell, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(_cell, row)) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _common_root(paths: Sequence[str]) -> str:
@@ -63,19 +65,22 @@ def _per_run_rows(runs: pd.DataFrame, root: str) -> list[list[str]]:
             equiv += f" ({run['equivariance_group']})"
         size = "full" if _missing(run["train_size"]) else run["train_size"]
         wall = "–" if _missing(run.get("wall_time_s")) else f"{float(run['wall_time_s']):.0f}"
-        rows.append([_relative(run["path"], root), network_name(run["model"]), run["group"], run["data"],
-                     run["augment"], size, run["seed"], run["epochs"], format_number(run["final_test_error"]),
-                     best, equiv, format_params(run.get("params")), format_params(run.get("macs")), wall])
+        steps = "–" if _missing(run.get("steps")) else int(run["steps"])
+        rows.append([_relative(run["path"], root), network_name(run["model"]), run["group"], run["data_label"],
+                     run["augment"], size, run["budget"], run["variant"] or "–", run["seed"], steps,
+                     format_number(run["final_test_error"]), best, equiv, format_params(run.get("params")),
+                     format_params(run.get("macs")), wall, run["identity"]])
     return rows
 
 
-PER_RUN_HEADER = ["Run", "Network", "Group", "Data", "Augment", "Train size", "Seed", "Epochs",
-                  "Final test error (%)", "Best test error (%) (epoch)", "Equiv. error (group)",
-                  "Params", "MACs/image", "Wall time (s)"]
+PER_RUN_HEADER = ["Run", "Network", "Group", "Data", "Augment", "Train size", "Budget", "Variant", "Seed",
+                  "Steps", "Final test error (%)", "Best test error (%) (epoch)", "Equiv. error (group)",
+                  "Params", "MACs/image", "Wall time (s)", "Identity"]
 
 
 def _sorted_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    return sort_cells(runs, ("data", "model", "augment", "train_size", "group", "seed", "path"))
+    return sort_cells(runs, ("data_label", "model", "augment", "train_size", "group", "budget", "variant",
+                             "seed", "path"))
 
 
 def _missing(value: Any) -> bool:
@@ -93,14 +98,20 @@ def _excluded_rows(excluded: pd.DataFrame, root: str) -> list[list[str]]:
     return rows
 
 
+def _panel_name(row: dict) -> str:
+    sized = not _missing(row.get("train_size"))
+    label = column_label(row["data_label"], row["augment"], row.get("train_size"), sized)
+    name = f"{network_name(row['model'])} {label}"
+    return name + f", {row['budget']}" + (f", {row['variant']}" if row.get("variant") else "")
+
+
 def _convergence_rows(convergence: pd.DataFrame) -> list[list[str]]:
     rows = []
     for row in convergence.to_dict("records"):
-        panel = f"{network_name(row['model'])} {column_label(row['data'], row['augment'], row['train_size'], row['train_size'] is not None)}"
         reached = row["first_epoch_at_z2_final"]
-        rows.append([panel, row["group"], row["epochs"], format_number(row["error_at_25pct"]),
+        rows.append([_panel_name(row), row["group"], row["epochs"], format_number(row["error_at_25pct"]),
                      format_number(row["error_at_50pct"]), format_number(row["error_final"]),
-                     "never" if reached is None else reached])
+                     "– (no z2 run)" if reached is None else reached])
     return rows
 
 
@@ -111,10 +122,60 @@ def _section_markdown(section: Section) -> str:
     return f"## {section.data}\n\n{note}{markdown_table(section.header, section.rows)}\n"
 
 
+EFFICIENCY_GUIDE = """\
+## Data efficiency
+
+For each G-CNN trained at several training-set sizes: the number of training images at
+which its mean test error equals the z2 network's mean error on the full training set
+(interpolated between the two sizes that bracket that error, linear in error and on a log
+scale of size; the first crossing from the smallest size up), and that number as a
+fraction of the full set (`0.30x` = the G-CNN needs 30 % of the data). `already below at
+the smallest size` gives an upper bound; `not reached` means no size tried got there.
+The curves, the z2 level (dashed) and the crossings (stars) are in `data_efficiency.png`.
+"""
+
+
+def _efficiency_markdown(efficiency: pd.DataFrame) -> str:
+    any_variant = efficiency["variant"].fillna("").astype(bool).any()
+    header = ["Network", "Data", "Augment", "Budget"] + (["Variant"] if any_variant else []) \
+        + ["Group", "Sizes tried", "z2 full-data error (%)", "Images at that error", "Fraction of full set",
+           "In words"]
+    rows = []
+    for row in efficiency.to_dict("records"):
+        bound = "≤ " if row["crossing"] == "at_smallest" else ""
+        size = "–" if _missing(row["size_at_z2_full_error"]) else f"{bound}{row['size_at_z2_full_error']:.0f}"
+        fraction = "–" if _missing(row["fraction_of_full"]) else f"{bound}{row['fraction_of_full']:.2f}x"
+        rows.append([network_name(row["model"]), row["data_label"], row["augment"], row["budget"]]
+                    + ([row["variant"] or "–"] if any_variant else [])
+                    + [row["group"], row["sizes"], format_number(row["z2_full_error"]), size, fraction, row["text"]])
+    align = ["l"] * (len(header) - 4) + ["r", "r", "r", "l"]
+    return EFFICIENCY_GUIDE + "\n" + markdown_table(header, rows, align=align)
+
+
+ROBUSTNESS_GUIDE = """\
+## Robustness
+
+Test error (%) of the final models, mean ± std over seeds (n), on the test set
+transformed by each element of p4m (`r` = rotation by 90 degrees counter-clockwise,
+`m` = mirror; `mr2` = mirror after two rotations, index 4·m + r) and, for digits data,
+rotated every 15 degrees. A network invariant to a transformation has the same error
+on every column it covers: p4 is flat over `e, r, r2, r3`, p4m over all eight. Every
+number per seed is in `robustness.csv`; the figure is `robustness.png`.
+"""
+
+
+def _robustness_markdown(robustness: pd.DataFrame) -> str:
+    parts = [ROBUSTNESS_GUIDE]
+    for kind, header, rows in robustness_tables(robustness):
+        parts.append(f"### Test set transformed by: {KINDS.get(kind, kind)}\n\n" + markdown_table(header, rows))
+    return "\n".join(parts)
+
+
 def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergence: pd.DataFrame,
-                    inputs: Sequence[str], figures: Sequence[str | os.PathLike]) -> str:
-    """The whole ``table.md``: guide, one table per data set, convergence summary,
-    per-run results, excluded runs and warnings."""
+                    inputs: Sequence[str], figures: Sequence[str | os.PathLike],
+                    efficiency: pd.DataFrame | None = None, robustness: pd.DataFrame | None = None) -> str:
+    """The whole ``table.md``: guide, one table per data set, data efficiency, robustness,
+    convergence summary, per-run results, excluded runs and warnings."""
     all_paths = list(collection.runs["path"]) + list(collection.excluded["path"])
     root = _common_root(all_paths)
     parts = ["# G-CNN reproduction: test error (%)\n",
@@ -122,6 +183,10 @@ def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergenc
              f"({len(collection.excluded)} excluded) found under: "
              + ", ".join(f"`{p}`" for p in inputs) + ".\n", READING_GUIDE]
     parts += [_section_markdown(section) for section in wide_sections(summary)]
+    if efficiency is not None and not efficiency.empty:
+        parts.append(_efficiency_markdown(efficiency))
+    if robustness is not None and not robustness.empty:
+        parts.append(_robustness_markdown(robustness))
     if not convergence.empty:
         parts.append("## Convergence\n\nMean test error (%) over seeds at a quarter, half and the end of "
                      "training, and the first epoch at which the group's mean curve reaches the z2 "
@@ -131,7 +196,8 @@ def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergenc
                                      "First epoch ≤ z2 final"], _convergence_rows(convergence)) + "\n")
     if figures:
         parts.append("Figures: " + ", ".join(f"`{Path(f).name}`" for f in figures) + ".\n\n")
-    parts.append(f"## Per-run results\n\nRun paths are relative to `{root}`.\n\n"
+    parts.append(f"## Per-run results\n\nRun paths are relative to `{root}`; `Identity` is the hash of "
+                 "the run's resolved config (seed included, file locations excluded).\n\n"
                  + markdown_table(PER_RUN_HEADER, _per_run_rows(_sorted_runs(collection.runs), root)) + "\n")
     parts.append(f"## Excluded runs ({len(collection.excluded)})\n\n"
                  + (markdown_table(["Run", "Status", "Model/group/data/augment", "Train size", "Seed",
@@ -149,7 +215,7 @@ LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 def _latex_escape(text: Any) -> str:
     escaped = "".join(LATEX_SPECIALS.get(char, char) for char in str(text))
     return (escaped.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
-            .replace("−", "-"))
+            .replace("−", "-").replace("≠", r"$\neq$").replace("≤", r"$\leq$"))
 
 
 def _section_latex(section: Section) -> str:

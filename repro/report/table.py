@@ -14,21 +14,27 @@ from typing import Any
 
 import pandas as pd
 
+from .recipe import format_value, paper_difference, short_difference
+
 __all__ = [
-    "CELL_KEY", "GROUP_ORDER", "NETWORK_NAMES", "Section",
+    "CELL_FIELDS", "GROUP_ORDER", "NETWORK_NAMES", "Section",
     "summarize", "sort_cells", "convergence_summary", "wide_sections", "column_label", "network_name",
-    "format_error", "format_params", "format_number", "format_diff", "format_small",
+    "format_error", "format_params", "format_number", "format_diff", "format_small", "paper_delta_text",
 ]
 
-CELL_KEY = ("data", "augment", "train_size", "model", "group", "epochs")
+# Display fields of a cell (all runs of one recipe, i.e. one identity up to the seed).
+CELL_FIELDS = ("data", "data_label", "data_format", "augment", "train_size", "model", "group", "epochs",
+               "budget", "variant", "recipe")
 GROUP_ORDER = ("z2", "p4", "p4m")
 MODEL_ORDER = ("allcnnc", "resnet44", "resnet26", "rotmnist")
 AUGMENT_ORDER = ("none", "crop_flip", "rot_flip")
 NETWORK_NAMES = {"allcnnc": "All-CNN-C", "resnet44": "ResNet44", "resnet26": "ResNet26",
                  "rotmnist": "RotMNIST-CNN"}
-SUMMARY_COLUMNS = [*CELL_KEY, "n", "seeds", "test_error_mean", "test_error_std", "test_error_min",
-                   "test_error_max", "paper_test_error", "diff_vs_paper", "params", "paper_params",
+SUMMARY_COLUMNS = [*CELL_FIELDS, "n", "seeds", "n_train", "test_error_mean", "test_error_std",
+                   "test_error_min", "test_error_max", "paper_test_error", "diff_vs_paper",
+                   "paper_recipe_diff", "paper_recipe_keys", "params", "paper_params",
                    "equivariance_error_mean", "equivariance_group", "paper_source"]
+SORT_FIELDS = ("data_label", "augment", "train_size", "model", "group", "budget", "variant")
 
 
 def network_name(model: Any) -> str:
@@ -74,15 +80,34 @@ def _reference_lookup(reference: pd.DataFrame | None) -> dict[tuple, dict]:
             for row in reference.to_dict("records")}
 
 
-def _summarize_cell(cell_key: tuple, cell: pd.DataFrame, paper: dict) -> dict:
+def _paper_match(row: dict, items: dict, ref: dict) -> tuple[str, str]:
+    """``(keys, described)``: where the cell's recipe differs from the paper preset
+    (both empty when it matches)."""
+    preset = ref.get("preset")
+    if _is_missing(preset) or not preset:
+        return "(no paper preset)", "the reference row names no preset"
+    try:
+        differences = paper_difference(items, preset, row["group"], row["augment"], row["data"])
+    except ValueError as err:
+        return "(preset unavailable)", str(err)
+    described = "; ".join(f"{key}={format_value(ours)} (paper {format_value(theirs)})"
+                          for key, (ours, theirs) in differences.items())
+    return ", ".join(differences), described
+
+
+def _summarize_cell(cell: pd.DataFrame, paper: dict) -> dict:
     errors = cell["final_test_error"].astype(float)
-    row = dict(zip(CELL_KEY, cell_key))
+    first = cell.iloc[0]
+    row = {key: first[key] for key in CELL_FIELDS}
     params = _unique(cell["params"])
     equivariance = pd.to_numeric(cell["equivariance_error"], errors="coerce")
     ref = paper.get((row["model"], row["group"], row["data"], row["augment"])) \
         if _is_missing(row["train_size"]) else None
+    keys, described = _paper_match(row, first["items"], ref) if ref is not None else (None, None)
+    n_train = _unique(cell["n_train"])
     row.update(
         n=len(errors), seeds=",".join(str(s) for s in cell["seed"]),
+        n_train=n_train[0] if len(n_train) == 1 else None,
         test_error_mean=errors.mean(), test_error_std=errors.std(ddof=1) if len(errors) > 1 else math.nan,
         test_error_min=errors.min(), test_error_max=errors.max(),
         params=params[0] if len(params) == 1 else ("/".join(map(str, params)) or None),
@@ -91,21 +116,29 @@ def _summarize_cell(cell_key: tuple, cell: pd.DataFrame, paper: dict) -> dict:
         paper_test_error=ref["test_error"] if ref is not None else math.nan,
         paper_params=ref["params"] if ref is not None else math.nan,
         paper_source=ref["source"] if ref is not None else None,
+        paper_recipe_keys=keys, paper_recipe_diff=described,
     )
-    row["diff_vs_paper"] = row["test_error_mean"] - row["paper_test_error"]
+    matches = ref is not None and keys == ""
+    row["diff_vs_paper"] = row["test_error_mean"] - row["paper_test_error"] if matches else math.nan
     return row
 
 
-_SORT_KEYS = {"data": lambda v: (0, 0, str(v)), "model": lambda v: _order(v, MODEL_ORDER),
-              "augment": lambda v: _order(v, AUGMENT_ORDER), "train_size": _size_order,
-              "group": lambda v: _order(v, GROUP_ORDER), "epochs": _size_order, "seed": _size_order,
-              "path": lambda v: (0, 0, str(v))}
+def _budget_order(value: Any) -> tuple:
+    number, _, unit = str(value).partition(" ")
+    return (unit, float(number)) if number.replace(".", "", 1).isdigit() else (unit, math.inf)
 
 
-def sort_cells(table: pd.DataFrame, columns: tuple[str, ...] = ("data", "augment", "train_size", "model",
-                                                                "group", "epochs")) -> pd.DataFrame:
+_SORT_KEYS = {"data": lambda v: (0, 0, str(v)), "data_label": lambda v: (0, 0, str(v)),
+              "model": lambda v: _order(v, MODEL_ORDER), "augment": lambda v: _order(v, AUGMENT_ORDER),
+              "train_size": _size_order, "group": lambda v: _order(v, GROUP_ORDER), "epochs": _size_order,
+              "seed": _size_order, "path": lambda v: (0, 0, str(v)), "budget": _budget_order,
+              "variant": lambda v: (0, 0, "") if _is_missing(v) else (0, 1, str(v))}
+
+
+def sort_cells(table: pd.DataFrame, columns: tuple[str, ...] = SORT_FIELDS) -> pd.DataFrame:
     """Rows in the paper's order: data, then augmentation (none, crop_flip, rot_flip),
-    training-set size (full last), network (All-CNN-C, ResNet44, ...), group (z2, p4, p4m)."""
+    training-set size (full last), network (All-CNN-C, ResNet44, ...), group (z2, p4,
+    p4m), budget, and the most common recipe before its variants."""
     if table.empty:
         return table
     rows = table[list(columns)].itertuples(index=False, name=None)
@@ -122,16 +155,18 @@ def _as_object(column: pd.Series) -> pd.Series:
 
 
 def summarize(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (data, augment, train_size, model, group, epochs): ``n`` seeds,
-    final test error mean / sample std (ddof 1; NaN when n = 1) / min / max in %,
-    the paper's number where one applies (full training set only) and
-    ``diff_vs_paper`` = ours - paper, params, mean equivariance error."""
+    """One row per cell (runs whose identities differ in the seed alone): ``n`` seeds,
+    final test error mean / sample std (ddof 1; NaN when n = 1) / min / max in %, the
+    paper's number where one applies (same network, group, data set and augmentation,
+    full training set), ``diff_vs_paper`` = ours - paper only when the cell's recipe is
+    the paper preset (else ``paper_recipe_keys`` names the keys that differ), params and
+    the mean equivariance error."""
     if runs.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     paper = _reference_lookup(reference)
-    rows = [_summarize_cell(key, cell, paper) for key, cell in _cells(runs, CELL_KEY).items()]
+    rows = [_summarize_cell(cell, paper) for _, cell in runs.groupby("recipe", sort=False)]
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    for column in ("train_size", "epochs", "params", "paper_params"):
+    for column in ("train_size", "epochs", "params", "paper_params", "n_train"):
         summary[column] = _as_object(summary[column])
     return sort_cells(summary)
 
@@ -198,6 +233,9 @@ def _conditions(section: pd.DataFrame) -> list[tuple]:
     return sorted(pairs, key=lambda p: (_order(p[0], AUGMENT_ORDER), _size_order(p[1])))
 
 
+ROW_FIELDS = ("model", "group", "budget", "variant")
+
+
 def _section(data: str, section: pd.DataFrame) -> Section:
     conditions = _conditions(section)
     sizes = list(dict.fromkeys(None if _is_missing(s) else s for s in section["train_size"]))
@@ -205,15 +243,18 @@ def _section(data: str, section: pd.DataFrame) -> Section:
     has_paper = {c: section[(section["augment"] == c[0]) & _same(section["train_size"], c[1])]
                  ["paper_test_error"].notna().any() for c in conditions}
     any_paper_params = section["paper_params"].notna().any()
-    header = ["Network", "Group", "Epochs", "Params"] + (["Params (paper)"] if any_paper_params else [])
+    any_variant = section["variant"].fillna("").astype(bool).any()
+    header = ["Network", "Group", "Budget"] + (["Variant"] if any_variant else []) + ["Params"] \
+        + (["Params (paper)"] if any_paper_params else [])
     for condition in conditions:
         label = column_label(data, *condition, show_size=show_size)
         header += [label] + ([f"{label} paper", f"{label} Δ"] if has_paper[condition] else []) \
             + [f"{label} equiv."]
     rows = []
-    by_row = sort_cells(section, ("model", "group", "epochs", "augment", "train_size"))
-    for (model, group, epochs), row_cells in _cells(by_row, ("model", "group", "epochs")).items():
-        row = [network_name(model), str(group), str(epochs), format_params(row_cells["params"].iloc[0])]
+    by_row = sort_cells(section, (*ROW_FIELDS, "augment", "train_size"))
+    for (model, group, budget, variant), row_cells in _cells(by_row, ROW_FIELDS).items():
+        row = [network_name(model), str(group), str(budget)] + ([variant or "–"] if any_variant else []) \
+            + [format_params(row_cells["params"].iloc[0])]
         if any_paper_params:
             row.append(format_params(row_cells["paper_params"].dropna().iloc[0])
                        if row_cells["paper_params"].notna().any() else "–")
@@ -229,33 +270,44 @@ def _same(column: pd.Series, value: Any) -> pd.Series:
     return column.map(lambda v: not _is_missing(v) and v == value)
 
 
+def paper_delta_text(cell: dict | pd.Series) -> str:
+    """The Δ cell: ours - paper when the recipe is the paper preset, else which keys differ."""
+    keys = cell["paper_recipe_keys"]
+    if _is_missing(keys):
+        return "–"
+    if keys:
+        return "recipe ≠ paper: " + short_difference(keys.split(", ") if not keys.startswith("(") else [keys])
+    return format_diff(cell["diff_vs_paper"])
+
+
 def _condition_cells(row_cells: pd.DataFrame, condition: tuple, with_paper: bool) -> list[str]:
     match = row_cells[(row_cells["augment"] == condition[0]) & _same(row_cells["train_size"], condition[1])]
     if match.empty:
         return ["–"] * (4 if with_paper else 2)
     cell = match.iloc[0]
     ours = format_error(cell["test_error_mean"], cell["test_error_std"], cell["n"])
-    paper = [format_number(cell["paper_test_error"]), format_diff(cell["diff_vs_paper"])]
+    paper = [format_number(cell["paper_test_error"]), paper_delta_text(cell)]
     return [ours] + (paper if with_paper else []) + [format_small(cell["equivariance_error_mean"])]
 
 
 def wide_sections(summary: pd.DataFrame) -> list[Section]:
-    """One :class:`Section` per data set, rows network/group/epochs in the paper's order."""
-    return [_section(data, section) for (data,), section in _cells(summary, ("data",)).items()]
+    """One :class:`Section` per data set, rows network/group/budget/variant in the paper's order."""
+    return [_section(data, section) for (data,), section in _cells(summary, ("data_label",)).items()]
+
+
+PANEL_FIELDS = ("model", "data_label", "augment", "train_size", "budget", "variant")
 
 
 def _mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    keys = ["model", "data", "augment", "train_size", "epochs", "group", "epoch"]
-    frame = curves.assign(train_size=curves["train_size"].map(lambda v: -1 if _is_missing(v) else v))
-    mean = frame.groupby(keys, sort=True)["test_error"].mean().reset_index()
-    mean["train_size"] = pd.Series([None if v == -1 else int(v) for v in mean["train_size"]],
-                                   index=mean.index, dtype=object)
-    return mean
+    """Mean test error over seeds per recipe and epoch, with the display fields."""
+    fields = curves.drop_duplicates("recipe").set_index("recipe")[[*PANEL_FIELDS, "group"]]
+    mean = curves.groupby(["recipe", "epoch"], sort=True)["test_error"].mean().reset_index()
+    return mean.join(fields, on="recipe")
 
 
 def _first_epoch_at_or_below(curve: pd.DataFrame, level: float) -> Any:
     reached = curve[curve["test_error"] <= level + 1e-12]
-    return int(reached["epoch"].iloc[0]) if len(reached) else None
+    return int(reached["epoch"].iloc[0]) if len(reached) else "never"
 
 
 def _error_at(curve: pd.DataFrame, fraction: float) -> float:
@@ -265,17 +317,17 @@ def _error_at(curve: pd.DataFrame, fraction: float) -> float:
 
 
 def convergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, data, augment, train_size, group): mean test error over seeds
-    at 25 %, 50 % and 100 % of training, and the first epoch at which the mean
-    curve is at or below the z2 network's final mean test error (``None`` when it
-    never gets there or the panel has no z2 runs)."""
-    columns = ["model", "data", "augment", "train_size", "group", "epochs",
-               "error_at_25pct", "error_at_50pct", "error_final", "first_epoch_at_z2_final"]
+    """Per panel (network, data, augmentation, training-set size, budget, variant) and
+    group: mean test error over seeds at 25 %, 50 % and 100 % of training, and the first
+    epoch at which the mean curve is at or below the z2 network's final mean test error
+    (``"never"`` when it does not get there, ``None`` when the panel has no z2 runs)."""
+    columns = [*PANEL_FIELDS, "group", "epochs", "error_at_25pct", "error_at_50pct", "error_final",
+               "first_epoch_at_z2_final"]
     if curves.empty:
         return pd.DataFrame(columns=columns)
     mean = _mean_curves(curves)
     rows = []
-    for panel, panel_curves in _cells(mean, ("model", "data", "augment", "train_size")).items():
+    for panel, panel_curves in _cells(mean, PANEL_FIELDS).items():
         by_group = _cells(panel_curves, ("group",))
         z2 = by_group.get(("z2",))
         z2_final = z2["test_error"].iloc[-1] if z2 is not None else None
@@ -287,4 +339,4 @@ def convergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
     summary = pd.DataFrame(rows, columns=columns)
     for column in ("train_size", "first_epoch_at_z2_final"):
         summary[column] = _as_object(summary[column])
-    return sort_cells(summary, ("model", "data", "augment", "train_size", "group"))
+    return sort_cells(summary, ("model", "data_label", "augment", "train_size", "budget", "variant", "group"))

@@ -1,0 +1,92 @@
+"""Robustness: test error of the final models on transformed test sets.
+
+``result.json["robustness"]`` holds, per run, the test error (%) on the test set
+transformed by each of the 8 elements of p4m (``p4m``: ``e, r, r2, r3, m, mr, mr2,
+mr3``, index 4*m + r) and, for digits data, rotated every 15 degrees
+(``rotation``: ``"0"`` ... ``"345"``). This module lays them out per cell (runs that
+differ only in the seed): mean, sample std, min and max over seeds.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from .table import CELL_FIELDS, format_error, network_name, sort_cells
+
+__all__ = ["P4M_ELEMENTS", "KINDS", "robustness_runs", "robustness_summary", "robustness_tables"]
+
+P4M_ELEMENTS = ("e", "r", "r2", "r3", "m", "mr", "mr2", "mr3")
+KINDS = {"p4m": "p4m element", "rotation": "rotation (degrees)"}
+
+
+def _transform_order(kind: str, name: str) -> float:
+    if kind == "p4m":
+        return float(P4M_ELEMENTS.index(name)) if name in P4M_ELEMENTS else math.inf
+    try:
+        return float(name)
+    except ValueError:
+        return math.inf
+
+
+def robustness_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, kind, transformation): the cell fields, ``path``, ``seed``,
+    ``kind`` (``p4m`` or ``rotation``), ``transform``, ``order`` (position on the x axis)
+    and ``test_error`` (%). Runs without robustness numbers contribute nothing."""
+    rows = []
+    for run in runs.to_dict("records"):
+        robustness = run.get("robustness")
+        if not isinstance(robustness, dict):
+            continue
+        for kind, errors in robustness.items():
+            if not isinstance(errors, dict):
+                continue
+            for name, error in errors.items():
+                if not isinstance(error, (int, float)) or isinstance(error, bool):
+                    continue  # not measured
+                rows.append({**{key: run[key] for key in CELL_FIELDS}, "path": run["path"], "seed": run["seed"],
+                             "kind": kind, "transform": str(name), "order": _transform_order(kind, str(name)),
+                             "test_error": float(error)})
+    return pd.DataFrame(rows, columns=[*CELL_FIELDS, "path", "seed", "kind", "transform", "order", "test_error"])
+
+
+def robustness_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per cell, kind and transformation: ``n``, ``mean``, ``std`` (ddof 1; NaN when n = 1),
+    ``min`` and ``max`` of the test error (%) over seeds, in the table's row order."""
+    long = robustness_runs(runs)
+    columns = [*CELL_FIELDS, "kind", "transform", "order", "n", "mean", "std", "min", "max"]
+    if long.empty:
+        return pd.DataFrame(columns=columns)
+    stats = long.groupby(["recipe", "kind", "transform", "order"])["test_error"] \
+        .agg(n="count", mean="mean", std=lambda e: e.std(ddof=1) if len(e) > 1 else math.nan,
+             min="min", max="max").reset_index()
+    fields = long.drop_duplicates("recipe").set_index("recipe")[[f for f in CELL_FIELDS if f != "recipe"]]
+    table = stats.join(fields, on="recipe")[columns].sort_values(["kind", "order"], kind="stable")
+    return sort_cells(table.reset_index(drop=True))  # stable: cells in the table's order
+
+
+def _size(value: Any) -> str:
+    return "full" if value is None or (isinstance(value, float) and math.isnan(value)) else str(int(value))
+
+
+def robustness_tables(summary: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]]]]:
+    """``(kind, header, rows)`` per kind: one row per cell, one column per transformation,
+    cells ``mean ± std (n=..)``."""
+    tables = []
+    for kind, table in summary.groupby("kind", sort=False):
+        transforms = list(dict.fromkeys(table.sort_values("order", kind="stable")["transform"]))
+        any_variant = table["variant"].fillna("").astype(bool).any()
+        header = ["Network", "Group", "Data", "Augment", "Train size", "Budget"] \
+            + (["Variant"] if any_variant else []) + transforms
+        rows = []
+        for _, cell in table.groupby("recipe", sort=False):
+            first = cell.iloc[0]
+            by_name = {row["transform"]: format_error(row["mean"], row["std"], row["n"])
+                       for _, row in cell.iterrows()}
+            variant = [first["variant"] or "–"] if any_variant else []
+            rows.append([network_name(first["model"]), first["group"], first["data_label"], first["augment"],
+                         _size(first["train_size"]), first["budget"], *variant]
+                        + [by_name.get(name, "–") for name in transforms])
+        tables.append((kind, header, rows))
+    return tables
