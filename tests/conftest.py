@@ -57,3 +57,17 @@ def _full_stack(group: gcnn.Group) -> nn.Module:
 @pytest.fixture
 def full_stack() -> Callable[[gcnn.Group], nn.Module]:
     return _full_stack
+
+
+# ----------------------------------------------------------------------------- CIFAR-format folders
+@pytest.fixture
+def tiny_cifar(tmp_path):
+    """Factory ``tiny_cifar(kind="cifar10", n_train=50, n_test=20, root=tmp_path)``: write a
+    small CIFAR-format folder of random images with ``repro.data.write_cifar_folder``
+    and return the data-set folder (``root/cifar-10-batches-py`` or ``root/cifar-100-python``)."""
+    from repro.data import write_cifar_folder
+
+    def write(kind: str = "cifar10", n_train: int = 50, n_test: int = 20, root=None):
+        return write_cifar_folder(tmp_path if root is None else root, kind, n_train=n_train,
+                                  n_test=n_test)
+    return write

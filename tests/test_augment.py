@@ -172,14 +172,15 @@ def test_cuda_batch_with_cpu_or_cuda_generator(name):
 
 # ----------------------------------------------------------------------------- errors
 def test_unknown_name_lists_choices():
-    with pytest.raises(ValueError, match=r"augment name 'cutout' is not one of "
-                                         r"\['none', 'crop_flip', 'rot_flip'\]"):
+    with pytest.raises(ValueError, match=r"^augment.name='cutout' is not valid; expected one of "
+                                         r"\['none', 'crop_flip', 'rot_flip'\]$"):
         build_augment("cutout")
 
 
 @pytest.mark.parametrize("pad", [-1, 1.5, True, "2"])
 def test_bad_pad(pad):
-    with pytest.raises(ValueError, match="augment pad=.* must be an integer >= 0"):
+    with pytest.raises(ValueError,
+                       match=r"^augment.pad=.* is not valid; expected an integer >= 0$"):
         build_augment("crop_flip", pad)
 
 

@@ -18,10 +18,12 @@ from repro.data.cifar import load_cifar
 from repro.data.cifar_format import write_cifar_folder
 from repro.data.config import DATASET_NAMES, PREPROCESS_NAMES, DataConfig
 from repro.data.digits import load_digits_rot
+from repro.data.errors import DataError
 from repro.data.preprocess import fit_preprocessor
 from repro.data.subsets import balanced_subset, split_off_balanced
 
-__all__ = ["DataConfig", "DataBundle", "build_data", "build_augment", "write_cifar_folder",
+__all__ = ["DataConfig", "DataBundle", "DataError", "build_data", "build_augment",
+           "write_cifar_folder",
            "DATASET_NAMES", "PREPROCESS_NAMES", "AUGMENT_NAMES"]
 
 _SUBSET_SEED_OFFSET = 7919  # training subset draws differ from the validation-split draws
@@ -43,6 +45,7 @@ class DataBundle:
     image_size: int
     name: str
     classes: list[str] = field(repr=False)
+    zca_shrinkage: float | None = None  # the fitted ZCA's alpha (0: the reference fit)
 
     def summary(self) -> str:
         """One line: name, split sizes and image shape."""
@@ -58,14 +61,7 @@ def build_data(cfg: DataConfig | Mapping) -> DataBundle:
     root = _absolute(cfg.root)
     train_x, train_y, test_x, test_y, classes = _load_raw(cfg, root)
     num_classes = len(classes)
-    train_idx = torch.arange(len(train_y))
-    val_idx = None
-    if cfg.val_size:
-        train_idx, val_idx = split_off_balanced(train_y, cfg.val_size, num_classes, cfg.seed)
-    if cfg.train_size is not None:
-        keep = balanced_subset(train_y[train_idx], cfg.train_size, num_classes,
-                               cfg.seed + _SUBSET_SEED_OFFSET)
-        train_idx = train_idx[keep]
+    train_idx, val_idx = _split_indices(cfg, train_y, num_classes)
     train_subset = train_x[train_idx]  # one copy: CIFAR's is 600 MB in float32
     prep = fit_preprocessor(cfg.preprocess, train_subset, dataset=_dataset_id(cfg),
                             train_indices=train_idx, cache_dir=root / ".cache")
@@ -74,7 +70,32 @@ def build_data(cfg: DataConfig | Mapping) -> DataBundle:
         train_x=prep.apply(train_subset), train_y=train_y[train_idx],
         test_x=prep.apply(test_x), test_y=test_y, val_x=val[0], val_y=val[1],
         num_classes=num_classes, in_channels=train_x.shape[1], image_size=train_x.shape[-1],
-        name=cfg.name, classes=classes)
+        name=cfg.name, classes=classes, zca_shrinkage=prep.shrinkage)
+
+
+def _split_indices(cfg: DataConfig, labels: torch.Tensor, num_classes: int,
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(train, val)`` indices into the training set: a balanced validation split of
+    ``val_size`` (``None`` if 0), then a balanced ``train_size`` subset of the rest.
+    A size the data cannot give is a :class:`DataError` naming the split."""
+    train_idx, val_idx = torch.arange(len(labels)), None
+    pool = f"the {len(labels)} training images of {cfg.name}"
+    if cfg.val_size:
+        if cfg.val_size >= len(labels):
+            raise DataError(f"data.val_size={cfg.val_size} leaves no training images: {pool} "
+                            f"must also hold the training split; lower data.val_size")
+        train_idx, val_idx = split_off_balanced(labels, cfg.val_size, num_classes, cfg.seed,
+                                                name="data.val_size", pool=pool)
+        pool = f"the {len(train_idx)} training images left after data.val_size={cfg.val_size}"
+    if cfg.train_size is not None:
+        if cfg.train_size > len(train_idx):
+            lower = "data.train_size or data.val_size" if cfg.val_size else "data.train_size"
+            raise DataError(f"data.train_size={cfg.train_size} is larger than {pool}; "
+                            f"lower {lower}")
+        keep = balanced_subset(labels[train_idx], cfg.train_size, num_classes,
+                               cfg.seed + _SUBSET_SEED_OFFSET, name="data.train_size", pool=pool)
+        train_idx = train_idx[keep]
+    return train_idx, val_idx
 
 
 def _load_raw(cfg: DataConfig, root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,

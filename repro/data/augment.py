@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 import gcnn
+from gcnn.validation import check_choice, check_int
 
 __all__ = ["build_augment", "AUGMENT_NAMES", "sample_shifts", "shift_images", "flip_images",
            "d4_transform_images"]
@@ -30,10 +31,8 @@ Augment = Callable[..., torch.Tensor]
 
 def build_augment(name: str, pad: int = 2) -> Augment:
     """The augmentation ``f(x, generator=None) -> x'`` named ``name``; ``x`` ``(B, C, H, W)``."""
-    if name not in AUGMENT_NAMES:
-        raise ValueError(f"augment name {name!r} is not one of {list(AUGMENT_NAMES)}")
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise ValueError(f"augment pad={pad!r} must be an integer >= 0")
+    check_choice("augment.name", name, AUGMENT_NAMES)
+    check_int("augment.pad", pad, minimum=0)
     if name == "none":
         return _identity
 

@@ -20,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CifarLayout", "cifar_layout", "write_cifar_folder"]
+from gcnn.validation import check_choice
+
+__all__ = ["CifarLayout", "cifar_layout", "write_cifar_folder", "CIFAR_FORMATS"]
 
 IMAGE_SHAPE = (3, 32, 32)
+CIFAR_FORMATS = ("cifar10", "cifar100")
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,7 @@ def cifar_layout(kind: str) -> CifarLayout:
     """The layout of ``kind`` (``cifar10`` | ``cifar100``), md5s read from torchvision."""
     from torchvision.datasets.cifar import CIFAR10, CIFAR100  # the classes, even if re-bound
     classes = {"cifar10": (CIFAR10, "labels", 10), "cifar100": (CIFAR100, "fine_labels", 100)}
-    if kind not in classes:
-        raise ValueError(f"CIFAR format {kind!r} is not one of {sorted(classes)}")
+    check_choice("data.format", kind, CIFAR_FORMATS)
     tv, label_key, num_classes = classes[kind]
     return CifarLayout(
         kind=kind, folder=tv.base_folder,

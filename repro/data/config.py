@@ -6,11 +6,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from gcnn.validation import check_choice, check_int, invalid
+from repro.data.cifar_format import CIFAR_FORMATS
+from repro.data.errors import DataError
+
 __all__ = ["DataConfig", "DATASET_NAMES", "PREPROCESS_NAMES", "CIFAR_FORMATS"]
 
 DATASET_NAMES = ("cifar10", "cifar100", "cifar_folder", "digits_rot")
 PREPROCESS_NAMES = ("zca", "standardize", "none")
-CIFAR_FORMATS = ("cifar10", "cifar100")
 _NEEDS_FILES = ("cifar10", "cifar100", "cifar_folder")  # read from ``root``; digits_rot is bundled
 _EXPECTED_FILES = {
     "cifar10": "cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta)",
@@ -55,27 +58,38 @@ class DataConfig:
         return cls(**cfg).validate()
 
     def validate(self) -> "DataConfig":
-        """Raise ``ValueError`` (one line naming the value and the choices) on a bad field;
-        return ``self``."""
-        _check_choice("data.name", self.name, DATASET_NAMES)
-        _check_choice("data.preprocess", self.preprocess, PREPROCESS_NAMES)
-        _check_choice("data.format", self.format, CIFAR_FORMATS)
+        """Raise ``ValueError`` (one line naming the value and what is valid) on a bad
+        field, :class:`DataError` when ``root`` cannot hold the data; return ``self``."""
+        check_choice("data.name", self.name, DATASET_NAMES)
+        check_choice("data.preprocess", self.preprocess, PREPROCESS_NAMES)
+        check_choice("data.format", self.format, CIFAR_FORMATS)
         for key in ("download", "verify_checksums"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"data.{key}={getattr(self, key)!r} must be true or false")
+            check_choice(f"data.{key}", getattr(self, key), [True, False])
         if self.train_size is not None:
-            _check_int("data.train_size", self.train_size, minimum=1)
-        _check_int("data.val_size", self.val_size, minimum=0)
-        _check_int("data.image_size", self.image_size, minimum=4)
-        _check_int("data.seed", self.seed, minimum=0)
+            check_int("data.train_size", self.train_size, minimum=1)
+        check_int("data.val_size", self.val_size, minimum=0)
+        check_int("data.image_size", self.image_size, minimum=4)
+        check_int("data.seed", self.seed, minimum=0)
         if not isinstance(self.root, (str, Path)) or not str(self.root):
-            raise ValueError(f"data.root={self.root!r} must be a non-empty path")
-        if self.name in _NEEDS_FILES and not self.download and not Path(self.root).is_dir():
-            layout = _EXPECTED_FILES[self.format if self.name == "cifar_folder" else self.name]
-            raise ValueError(
+            raise invalid("data.root", self.root, "a non-empty path")
+        self._check_root()
+        return self
+
+    def _check_root(self) -> None:
+        root = Path(self.root)
+        layout = _EXPECTED_FILES[self.format if self.name == "cifar_folder" else self.name] \
+            if self.name in _NEEDS_FILES else None
+        if root.exists() and not root.is_dir():
+            where = f"that holds {layout}" if layout else "for the data and its .cache"
+            raise DataError(f"data.root={str(self.root)!r} is a file, not a folder; set "
+                            f"data.root to a folder {where}")
+        if self.name == "cifar_folder" and not root.is_dir():  # a user's folder is never downloaded
+            raise DataError(f"data.root={str(self.root)!r} does not exist; data=cifar_folder reads your own "
+                            f"folder: point data.root at the folder that holds {layout}")
+        if layout and not self.download and not root.is_dir():
+            raise DataError(
                 f"data.root={str(self.root)!r} does not exist and data.download=false; "
                 f"create it and put {layout} in it, or set data.download=true")
-        return self
 
 
 def _to_plain_dict(cfg: Any) -> dict[str, Any]:
@@ -88,13 +102,3 @@ def _to_plain_dict(cfg: Any) -> dict[str, Any]:
     if not isinstance(cfg, Mapping):
         raise ValueError(f"data config must be a DataConfig or a mapping, got {type(cfg).__name__}")
     return dict(cfg)
-
-
-def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{key}={value!r} is not one of {list(choices)}")
-
-
-def _check_int(key: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{key}={value!r} must be an integer >= {minimum}")
