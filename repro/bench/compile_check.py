@@ -15,7 +15,16 @@ from torch import nn
 import gcnn
 import models
 
-__all__ = ["graph_breaks", "compile_matches_eager", "layer_modules", "check_layers", "check_models"]
+__all__ = ["dynamo_counts", "graph_breaks", "compile_matches_eager", "layer_modules", "check_layers",
+           "check_models"]
+
+
+def dynamo_counts() -> dict[str, int]:
+    """``torch._dynamo``'s running totals: ``graphs`` compiled and ``graph_breaks``
+    (``torch._dynamo.reset()`` does not clear them: compare two readings)."""
+    from torch._dynamo.utils import counters
+    return {"graphs": int(counters["stats"]["unique_graphs"]),
+            "graph_breaks": int(sum(counters["graph_break"].values()))}
 
 
 def graph_breaks(module: nn.Module, *inputs: torch.Tensor) -> dict:

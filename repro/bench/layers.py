@@ -11,8 +11,7 @@ and mode the candidates are
   and ``b (C_out*G,)`` leaf tensors, the same gradients in train mode;
 * ``nn.Conv2d`` (tiny and medium sizes): torch's own module of that shape, a
   reference for what merely being an ``nn.Module`` costs;
-* ``escnn``: the same layer from escnn when it is installed;
-* any extra prototypes from :mod:`repro.bench.variants`.
+* ``escnn``: the same layer from escnn when it is installed.
 
 Inputs are ``(B, C_in, H, W)`` for lifting and ``(B, C_in, G, H, W)`` for
 group layers; outputs ``(B, C_out, G, H, W)`` (``padding = k // 2``).
@@ -29,7 +28,7 @@ from torch import nn
 import gcnn
 
 from .escnn_anchor import build_escnn_conv
-from .machine import autocast
+from repro.device import autocast
 from .timing import interleaved_timings, ratio
 
 __all__ = ["LayerCase", "LayerPair", "build_pair", "default_cases", "MODES", "SIZES", "layer_candidates",
@@ -126,7 +125,7 @@ def _inputs(case: LayerCase, device: torch.device, generator: torch.Generator) -
 
 
 def _train_step(forward: Callable[[], torch.Tensor], inputs: list[torch.Tensor], device: torch.device,
-                amp: str, generator: torch.Generator) -> Callable[[], None]:
+                amp: str | None, generator: torch.Generator) -> Callable[[], None]:
     with autocast(device, amp):
         y = forward()
     grad = torch.randn(y.shape, generator=generator).to(device=device, dtype=y.dtype)
@@ -138,14 +137,14 @@ def _train_step(forward: Callable[[], torch.Tensor], inputs: list[torch.Tensor],
     return step
 
 
-def _eval_step(forward: Callable[[], torch.Tensor], device: torch.device, amp: str) -> Callable[[], None]:
+def _eval_step(forward: Callable[[], torch.Tensor], device: torch.device, amp: str | None) -> Callable[[], None]:
     def step() -> None:
         with torch.no_grad(), autocast(device, amp):
             forward()
     return step
 
 
-def _module_step(module: nn.Module, x: torch.Tensor, mode: str, device: torch.device, amp: str,
+def _module_step(module: nn.Module, x: torch.Tensor, mode: str, device: torch.device, amp: str | None,
                  generator: torch.Generator) -> Callable[[], None]:
     module.train(mode == "train")
     if mode == "eval":
@@ -187,10 +186,8 @@ def build_pair(case: LayerCase, device: torch.device, *, requires_grad: bool = T
     return LayerPair(layer, x, x_flat, weight, bias, case.kernel_size // 2)
 
 
-def layer_candidates(case: LayerCase, mode: str, device: torch.device, *, amp: str = "none",
-                     with_escnn: bool = False,
-                     variants: Mapping[str, Callable[[nn.Module], nn.Module]] | None = None,
-                     seed: int = 0) -> dict[str, Callable[[], None]]:
+def layer_candidates(case: LayerCase, mode: str, device: torch.device, *, amp: str | None = None,
+                     with_escnn: bool = False, seed: int = 0) -> dict[str, Callable[[], None]]:
     """Zero-argument callables, one unit of work each, keyed by candidate name."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
@@ -206,8 +203,6 @@ def layer_candidates(case: LayerCase, mode: str, device: torch.device, *, amp: s
         reference = nn.Conv2d(pair.weight.shape[1], pair.weight.shape[0], case.kernel_size,
                               padding=pair.padding).to(device)
         candidates[MODULE_REFERENCE] = _module_step(reference, pair.x_flat, mode, device, amp, generator)
-    for name, make in (variants or {}).items():
-        candidates[name] = _module_step(make(pair.layer).to(device), pair.x, mode, device, amp, generator)
     if with_escnn:
         anchor = build_escnn_conv(case.group, case.kind == "lifting", case.in_channels, case.out_channels,
                                   case.kernel_size, pair.padding).to(device)
@@ -216,10 +211,9 @@ def layer_candidates(case: LayerCase, mode: str, device: torch.device, *, amp: s
 
 
 def bench_layer_case(case: LayerCase, mode: str, device: torch.device, *, rounds: int, warmup: int = 1,
-                     min_sample_s: float = 0.0, amp: str = "none", with_escnn: bool = False,
-                     variants: Mapping[str, Callable[[nn.Module], nn.Module]] | None = None) -> dict:
+                     min_sample_s: float = 0.0, amp: str | None = None, with_escnn: bool = False) -> dict:
     """Time all candidates of one case and mode; ratios are relative to ``conv2d``."""
-    candidates = layer_candidates(case, mode, device, amp=amp, with_escnn=with_escnn, variants=variants)
+    candidates = layer_candidates(case, mode, device, amp=amp, with_escnn=with_escnn)
     timings = interleaved_timings(candidates, rounds=rounds, warmup=warmup,
                                   min_sample_s=min_sample_s, device=device)
     base = timings[BASELINE]
@@ -233,16 +227,14 @@ def bench_layer_case(case: LayerCase, mode: str, device: torch.device, *, rounds
 
 
 def bench_layers(cases: Iterable[LayerCase], device: torch.device, *, rounds: Mapping[str, int],
-                 warmup: int = 1, min_sample_s: float = 0.0, amp: str = "none", with_escnn: bool = False,
-                 variants: Mapping[str, Callable[[nn.Module], nn.Module]] | None = None,
+                 warmup: int = 1, min_sample_s: float = 0.0, amp: str | None = None, with_escnn: bool = False,
                  modes: Iterable[str] = MODES, log: Callable[[str], None] = print) -> list[dict]:
     """:func:`bench_layer_case` for every case and mode; ``rounds`` maps a size to its round count."""
     rows = []
     for case in cases:
         for mode in modes:
             row = bench_layer_case(case, mode, device, rounds=rounds[case.size], warmup=warmup,
-                                   min_sample_s=min_sample_s, amp=amp, with_escnn=with_escnn,
-                                   variants=variants)
+                                   min_sample_s=min_sample_s, amp=amp, with_escnn=with_escnn)
             rows.append(row)
             ratios = ", ".join(f"{n} {r['ratio_of_medians']:.3f}x" for n, r in row["ratios"].items())
             log(f"  {case.size:6s} {mode:5s} {case.name:34s} conv2d "

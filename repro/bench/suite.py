@@ -1,10 +1,10 @@
 """The whole benchmark as one run: options, what each part measures, results dict.
 
-``run_bench(BenchOptions(...))`` measures, in one process: layer overhead
-(gcnn vs ``conv2d`` [vs escnn]), the graph-break check of the G-layers,
-training throughput per arch x group, and optionally the synthetic recipes,
-the models' ``torch.compile`` check and the end-to-end commands. The result
-feeds :func:`repro.bench.report.write_report`.
+``run_bench(BenchOptions(...), device)`` measures, in one process: layer overhead
+(gcnn vs ``conv2d`` [vs escnn]), the graph-break check of the G-layers, the
+training step of the experiment configs (with the plain same-MAC networks), and
+optionally the models' ``torch.compile`` check and the end-to-end commands. The
+result feeds :func:`repro.bench.report.write_report`.
 """
 from __future__ import annotations
 
@@ -18,16 +18,18 @@ import torch
 
 import gcnn
 import models
+from gcnn.validation import check_choice, invalid
+from repro.device import AMP_DTYPES, describe_machine
 
-from . import compile_check, e2e, layers, recipes, training
+from . import compile_check, e2e, layers, training
 from .escnn_anchor import escnn_version
-from .machine import AMP_CHOICES, describe_machine
-from .variants import VARIANTS
 
-__all__ = ["BenchOptions", "run_bench", "QUICK_ROUNDS", "FULL_ROUNDS"]
+__all__ = ["BenchOptions", "run_bench", "QUICK_ROUNDS", "FULL_ROUNDS", "EXPERIMENTS", "PARTS"]
 
 QUICK_ROUNDS = {"tiny": 7, "medium": 5, "cifar": 2}
 FULL_ROUNDS = {"tiny": 21, "medium": 11, "cifar": 5}  # cifar: 3 rounds left medians at the mercy of one slow sample
+EXPERIMENTS = ("paper_allcnnc", "paper_resnet44", "paper_resnet26", "rotmnist")  # one per model
+PARTS = ("layers", "training", "compile")
 
 
 @dataclass
@@ -39,33 +41,28 @@ class BenchOptions:
     rounds: int | None = None                 # override the per-size round counts
     min_sample_s: float | None = None         # default: 5 ms (quick) or 20 ms per timed sample
     escnn: bool = True                        # include escnn when installed
-    variants: list[str] = field(default_factory=list)
-    archs: list[str] | None = None            # default: rotmnist (quick) or every model
+    experiments: list[str] | None = None      # default: rotmnist (quick) or one per model
     groups: list[str] = field(default_factory=lambda: list(gcnn.GROUP_NAMES))
-    train_batch: int | None = None            # default: 32 (quick) or 128
+    overrides: list[str] = field(default_factory=list)   # extra config overrides of every training case
+    train_batch: int | None = None            # default: 32 (quick) or the config's batch size
     train_steps: int | None = None            # default: 1 on CPU (minutes per step), 10 on CUDA
-    train_warmup_batch: int | None = None     # default: 16 on CPU, the full batch on CUDA
-    synthetic_train: list[str] = field(default_factory=list)
-    synthetic_steps: int | None = None        # default: 20 on CUDA, 2 on CPU
     compile_models: str | None = None         # None: skip; "trace": graph breaks only; else a backend
     e2e: bool = False
-    amp: str = "none"
-    skip: list[str] = field(default_factory=list)   # any of "layers", "training", "compile"
+    amp: str | None = None                    # layer benchmark autocast dtype (training: the config's)
+    skip: list[str] = field(default_factory=list)   # any of PARTS
 
     def __post_init__(self) -> None:
-        if self.amp not in AMP_CHOICES:
-            raise ValueError(f"unknown amp mode {self.amp!r}; expected one of {list(AMP_CHOICES)}")
-        unknown = sorted(set(self.skip) - {"layers", "training", "compile"})
-        if unknown:
-            raise ValueError(f"unknown part(s) to skip {unknown}; expected any of ['compile', 'layers', 'training']")
-        bad = sorted(set(self.variants) - set(VARIANTS))
-        if bad:
-            raise ValueError(f"unknown variant(s) {bad}; expected any of {sorted(VARIANTS)}")
-        for arch in self.archs or []:
-            models.get_spec(arch)
+        if self.amp is not None:
+            check_choice("amp", self.amp, list(AMP_DTYPES))
+        for part in self.skip:
+            check_choice("skip", part, list(PARTS))
+        for experiment in self.experiments or []:
+            check_choice("experiment", experiment, list(EXPERIMENTS))
         for group in self.groups:
-            if group not in gcnn.GROUP_NAMES:
-                raise ValueError(f"unknown group {group!r}; expected one of {list(gcnn.GROUP_NAMES)}")
+            check_choice("group", group, list(gcnn.GROUP_NAMES))
+        for override in self.overrides:
+            if "=" not in override:
+                raise invalid("override", override, "key=value")
 
 
 def _run_layers(opts: BenchOptions, device: torch.device, with_escnn: bool, log: Callable) -> list[dict]:
@@ -76,19 +73,18 @@ def _run_layers(opts: BenchOptions, device: torch.device, with_escnn: bool, log:
     min_sample = opts.min_sample_s if opts.min_sample_s is not None else (0.005 if opts.quick else 0.02)
     log(f"layer overhead ({', '.join(sizes)}; escnn {'on' if with_escnn else 'off'})")
     return layers.bench_layers(layers.default_cases(sizes), device, rounds=rounds, min_sample_s=min_sample,
-                               amp=opts.amp, with_escnn=with_escnn,
-                               variants={n: VARIANTS[n] for n in opts.variants}, log=log)
+                               amp=opts.amp, with_escnn=with_escnn, log=log)
 
 
 def _run_training(opts: BenchOptions, device: torch.device, log: Callable) -> list[dict]:
-    archs = opts.archs or (["rotmnist"] if opts.quick else models.list_models())
-    batch = opts.train_batch or (32 if opts.quick else 128)
-    warmup_batch = opts.train_warmup_batch or (16 if device.type == "cpu" else None)
-    log(f"training throughput (batch {batch}; {', '.join(archs)} x {', '.join(opts.groups)})")
+    experiments = opts.experiments or (["rotmnist"] if opts.quick else list(EXPERIMENTS))
+    batch = opts.train_batch or (32 if opts.quick else None)
     steps = opts.train_steps or (1 if device.type == "cpu" else 10)
-    warmup = 1 if device.type == "cpu" else 3
-    return training.bench_training(archs, opts.groups, device, batch=batch, steps=steps, warmup=warmup,
-                                   warmup_batch=warmup_batch, amp=opts.amp, log=log)
+    log(f"training step ({', '.join(experiments)} x {', '.join(opts.groups)}; batch {batch or 'of the config'})")
+    cases = training.experiment_cases(experiments, opts.groups, extra=opts.overrides)
+    cpu = device.type == "cpu"
+    return training.bench_cases(cases, device, steps=steps, warmup=1 if cpu else 3, batch=batch,
+                                warmup_batch=16 if cpu else None, log=log)
 
 
 def _run_compile(opts: BenchOptions, log: Callable) -> dict:
@@ -97,9 +93,18 @@ def _run_compile(opts: BenchOptions, log: Callable) -> dict:
     if opts.compile_models:
         backend = None if opts.compile_models == "trace" else opts.compile_models
         log(f"torch.compile of every model ({opts.compile_models})")
-        result["models"] = compile_check.check_models(opts.archs or models.list_models(), opts.groups,
-                                                      backend=backend, log=log)
+        result["models"] = compile_check.check_models(models.list_models(), opts.groups, backend=backend, log=log)
     return result
+
+
+def _run_e2e(log: Callable) -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="gcnn-e2e-") as tmp:
+        for name, template in e2e.E2E_COMMANDS.items():
+            command = [part.format(tmp=tmp) for part in template]
+            log(f"end-to-end: {' '.join(command)}")
+            out[name] = e2e.time_command(command)
+    return out
 
 
 def run_bench(opts: BenchOptions, device: torch.device, log: Callable[[str], None] = print) -> dict:
@@ -109,11 +114,9 @@ def run_bench(opts: BenchOptions, device: torch.device, log: Callable[[str], Non
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True     # pick the fastest conv algorithm per shape, as training does
     version = escnn_version()
-    meta = {**describe_machine(device), "escnn_version": version, "amp": opts.amp, "quick": opts.quick,
-            "options": asdict(opts), "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-            "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "notes": []}
-    if opts.escnn and version is None:
+    meta = {**describe_machine(device), "escnn_version": version, "quick": opts.quick, "options": asdict(opts),
+            "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "notes": []}
+    if opts.escnn and version is None and "layers" not in opts.skip:
         meta["notes"].append("escnn not installed: its column is skipped (see README: optional bench extra).")
     results: dict = {"meta": meta}
     if "layers" not in opts.skip:
@@ -122,16 +125,7 @@ def run_bench(opts: BenchOptions, device: torch.device, log: Callable[[str], Non
         results["compile"] = _run_compile(opts, log)
     if "training" not in opts.skip:
         results["training"] = _run_training(opts, device, log)
-    if opts.synthetic_train:
-        steps = opts.synthetic_steps or (20 if device.type == "cuda" else 2)
-        log(f"synthetic recipes ({', '.join(opts.synthetic_train)}; {steps} steps)")
-        results["recipes"] = recipes.bench_recipes(opts.synthetic_train, device, steps=steps, amp=opts.amp, log=log)
     if opts.e2e:
-        results["e2e"] = {}
-        with tempfile.TemporaryDirectory(prefix="gcnn-e2e-") as tmp:
-            for name, template in e2e.E2E_COMMANDS.items():
-                command = [part.format(tmp=tmp) for part in template]
-                log(f"end-to-end: {' '.join(command)}")
-                results["e2e"][name] = e2e.time_command(command)
+        results["e2e"] = _run_e2e(log)
     meta["wall_s"] = round(time.perf_counter() - start, 1)
     return results

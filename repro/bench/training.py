@@ -1,148 +1,245 @@
-"""Training-step throughput of every (architecture, group) on synthetic data.
+"""Training steps of the experiment configs, timed on synthetic data.
 
-One step = forward, cross-entropy, backward, SGD update, on a fixed random
-batch ``(B, C, H, W)`` of the architecture's input shape. Reported per model:
-images/s, MACs per image (``models.count_macs``), achieved GFLOP/s (a training
-step counted as 3 passes of 2 FLOP per MAC) and peak memory of a step:
-``torch.cuda.max_memory_allocated`` on CUDA; on CPU, where torch has no
-allocator statistics, the bytes of the tensors autograd saves for backward
-plus parameters, gradients and momentum (the step's live tensors).
+A :class:`TrainCase` is a list of config overrides (``experiment=paper_resnet44``,
+``group=p4m``, ...) composed from ``configs/`` exactly as ``scripts/train.py`` composes
+them, so the network, width, model overrides, batch size, optimiser, augmentation,
+autocast, layout and ``compile`` flag are the experiment's own. ``network="plain"``
+swaps the model for the plain same-MAC baseline (:mod:`repro.bench.plain`) and keeps
+everything else. One step is what the trainer does per batch: augment, forward under
+autocast, float32 cross-entropy, backward, gradient clipping, optimiser step.
+
+Reported per case: median step time over the timed steps, images/s, the epoch time
+of a 50k-image training set at that speed, MACs per image, achieved TFLOP/s
+(``3 x 2 x MACs`` per image: forward + backward), peak memory (CUDA only), and for
+compiled cases the first step's time (compilation included), the graphs compiled
+and the graph breaks counted by ``torch._dynamo``.
 """
 from __future__ import annotations
 
+import math
 import statistics
-from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import models
+from gcnn.validation import check_choice, check_int
+from repro.device import autocast, resolve_flag
 
-from .machine import autocast
+from .compile_check import dynamo_counts
+from .plain import build_plain_same_macs
 from .timing import synchronize, time_calls
 
-__all__ = ["TrainResult", "build_bench_model", "make_train_step", "saved_tensor_bytes",
-           "measure_training", "bench_training", "FLOP_PER_MAC_TRAIN"]
+__all__ = ["TrainCase", "NETWORKS", "CIFAR_TRAIN_IMAGES", "FLOP_PER_MAC_TRAIN", "load_case_config",
+           "build_network", "measure_case", "bench_cases", "add_speed_vs_plain", "experiment_cases"]
 
+NETWORKS = ("gcnn", "plain")
+CIFAR_TRAIN_IMAGES = 50_000
 FLOP_PER_MAC_TRAIN = 6  # forward + backward ~ 3 passes, 2 FLOP per multiply-accumulate
 
 
+@dataclass(frozen=True)
+class TrainCase:
+    """``overrides`` for :func:`repro.train.compose_config`; ``network``: ``"gcnn"`` (the
+    config's model) or ``"plain"`` (the plain z2 network with the same MACs per image)."""
+
+    overrides: tuple[str, ...]
+    network: str = "gcnn"
+
+    def __post_init__(self) -> None:
+        check_choice("network", self.network, list(NETWORKS))
+
+    @property
+    def name(self) -> str:
+        label = " ".join(o.split("=", 1)[1] if o.startswith(("experiment=", "group=")) else o
+                         for o in self.overrides)
+        return f"{label} plain same-MAC" if self.network == "plain" else label
+
+
+def load_case_config(case: TrainCase) -> Any:
+    """The validated :class:`repro.train.TrainConfig` of ``case.overrides``."""
+    from repro.train import compose_config, load_config
+    return load_config(compose_config(list(case.overrides)))
+
+
+def _num_classes(config: Any) -> int:
+    return 100 if config.data.get("name") == "cifar100" or config.data.get("format") == "cifar100" else 10
+
+
+def build_network(case: TrainCase, config: Any) -> tuple[nn.Module, float]:
+    """The case's model (on the CPU, float32) and the width multiplier it was built with."""
+    m = config.model
+    shape = models.default_input_shape(m.name)
+    if case.network == "plain":
+        return build_plain_same_macs(m.name, config.group.name, _num_classes(config), m.width, m.overrides)
+    model = models.build_model(m.name, config.group.name, _num_classes(config), in_channels=shape[0],
+                               width=m.width, **dict(m.overrides))
+    return model, m.width
+
+
 @dataclass
-class TrainResult:
-    """Throughput of one model; ``memory_kind`` says how ``peak_memory_bytes`` was measured."""
+class _Step:
+    """One training step of a case and what it runs on."""
 
-    arch: str
-    group: str
-    width: float
-    batch: int
-    steps: int
+    run: Callable[[int], None]          # run(batch): one step on the next ``batch`` pool images
+    model: nn.Module
+    config: Any
+    macs: int
     params: int
-    macs_per_image: int
-    step_s: float
-    step_samples_s: list[float]
-    images_per_s: float
-    gflops: float
-    peak_memory_bytes: int
-    memory_kind: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+    width: float
+    settings: dict = field(default_factory=dict)
 
 
-def build_bench_model(arch: str, group: str, width: float = 1.0) -> tuple[nn.Module, tuple[int, int, int]]:
-    """``models.build_model`` with the architecture's own input shape ``(C, H, W)``."""
-    shape = models.default_input_shape(arch)
-    return models.build_model(arch, group, in_channels=shape[0], width=width), shape
+def _make_step(case: TrainCase, config: Any, device: torch.device, pool: int, seed: int,
+               compile_backend: str) -> _Step:
+    from repro.train.config import build_option
+    from repro.train.optim import build_optimizer
 
-
-def make_train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
-                    device: torch.device, amp: str = "none") -> Callable[[], torch.Tensor]:
-    """A zero-argument full training step on the batch ``x (B, C, H, W)``, ``y (B,)``."""
-    def step() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, amp):
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-    return step
-
-
-def saved_tensor_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-                       amp: str = "none") -> int:
-    """Bytes of the distinct storages autograd saves for backward in one forward pass."""
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast(device, amp):
-        loss = F.cross_entropy(model(x), y)
-    del loss
-    return sum(storages.values())
-
-
-def _peak_memory(model: nn.Module, step: Callable[[], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                 device: torch.device, amp: str) -> tuple[int, str]:
-    if device.type == "cuda":
-        synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        synchronize(device)
-        return torch.cuda.max_memory_allocated(device), "cuda_max_memory_allocated"
-    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    return saved_tensor_bytes(model, x, y, device, amp) + 3 * param_bytes, "saved_for_backward+3x_params"
-
-
-def measure_training(arch: str, group: str, device: torch.device, *, batch: int = 128, steps: int = 2,
-                     warmup: int = 1, warmup_batch: int | None = None, width: float = 1.0, amp: str = "none",
-                     seed: int = 0) -> TrainResult:
-    """Images/s of ``steps`` timed training steps after ``warmup`` untimed ones.
-
-    ``warmup_batch`` (default: ``batch``) lets a slow CPU warm up on a smaller batch.
-    """
-    if steps < 1 or warmup < 0 or batch < 1:
-        raise ValueError(f"need steps >= 1, warmup >= 0, batch >= 1; got steps={steps!r}, "
-                         f"warmup={warmup!r}, batch={batch!r}")
     torch.manual_seed(seed)
-    model, shape = build_bench_model(arch, group, width)
-    macs = models.count_macs(model, shape)
+    model, width = build_network(case, config)
+    shape = models.default_input_shape(config.model.name)
+    macs, params = models.count_macs(model, shape), models.count_parameters(model)
+    channels_last = resolve_flag(config.channels_last, device, "channels_last")
+    amp_dtype = config.amp_dtype if resolve_flag(config.amp, device, "amp") else None
     model = model.to(device).train()
-    x = torch.randn(batch, *shape, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    step = make_train_step(model, x, y, optimizer, device, amp)
-    wb = batch if warmup_batch is None else min(batch, warmup_batch)
-    warm = make_train_step(model, x[:wb], y[:wb], optimizer, device, amp)
-    for _ in range(warmup):
-        warm()
-    samples = [time_calls(step, 1, device) for _ in range(steps)]
-    memory, kind = _peak_memory(model, step, x, y, device, amp)
+    if channels_last:                        # as the trainer: 4-D parameters and the input batch
+        for p in model.parameters():
+            if p.dim() == 4:
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.parameters(), config.optim)
+    augment = build_option("augment", config.augment)
+    # as the trainer: static shapes, one graph per shape family
+    train_model = torch.compile(model, backend=compile_backend, dynamic=False) if config.compile else model
+    data_x = torch.randn(pool, *shape, device=device)
+    data_y = torch.randint(0, _num_classes(config), (pool,), device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    position = 0
+
+    def run(batch: int) -> None:
+        nonlocal position
+        index = (torch.arange(batch, device=device) + position) % pool
+        position = (position + batch) % pool
+        x = augment(data_x[index], generator)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp_dtype):
+            logits = train_model(x)
+        loss = F.cross_entropy(logits.float(), data_y[index], reduction="sum",
+                               label_smoothing=config.label_smoothing) / batch
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+
+    settings = {"amp_dtype": amp_dtype, "channels_last": channels_last,
+                "compile": bool(config.compile), "compile_backend": compile_backend if config.compile else None,
+                "optimizer": type(optimizer).__name__,
+                "optim": {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}}
+    return _Step(run, model, config, macs, params, width, settings)
+
+
+def _peak_memory(device: torch.device, step: Callable[[], None]) -> int | None:
+    """``torch.cuda.max_memory_allocated`` over one step; None off CUDA."""
+    if device.type != "cuda":
+        return None
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device)
+
+
+def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warmup: int = 3,
+                 batch: int | None = None, warmup_batch: int | None = None, seed: int = 0,
+                 compile_backend: str = "inductor") -> dict:
+    """Time ``steps`` training steps of ``case`` after ``warmup`` untimed ones (the first
+    of which compiles a compiled case). ``batch`` overrides the config's batch size
+    (a small CPU smoke run); the row records what was used. ``warmup_batch`` lets a slow
+    CPU warm an eager case up on fewer images (a compiled case warms up on ``batch``:
+    another shape would compile again)."""
+    check_int("steps", steps, 1)
+    check_int("warmup", warmup, 1)
+    torch._dynamo.reset()                      # no compiled code or counters from an earlier case
+    before = dynamo_counts()
+    config = load_case_config(case)
+    batch = batch or config.batch_size
+    step = _make_step(case, config, device, pool=batch * (steps + warmup + 1), seed=seed,
+                      compile_backend=compile_backend)
+    warm = batch if config.compile or warmup_batch is None else min(batch, warmup_batch)
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = not config.deterministic     # as the trainer sets it
+    try:
+        first_s = time_calls(lambda: step.run(warm), 1, device)
+        for _ in range(warmup - 1):
+            step.run(warm)
+        after_warmup = dynamo_counts()
+        samples = [time_calls(lambda: step.run(batch), 1, device) for _ in range(steps)]
+        memory = _peak_memory(device, lambda: step.run(batch))
+        after = dynamo_counts()
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
     step_s = statistics.median(samples)
-    return TrainResult(arch, group, width, batch, steps, models.count_parameters(model), macs, step_s, samples,
-                       batch / step_s, FLOP_PER_MAC_TRAIN * macs * batch / step_s / 1e9, memory, kind)
+    images_per_s = batch / step_s
+    return {
+        "case": case.name, "overrides": list(case.overrides), "network": case.network,
+        "experiment": next((o.split("=", 1)[1] for o in case.overrides if o.startswith("experiment=")), None),
+        "epochs": config.epochs,
+        "arch": step.config.model.name, "group": "plain" if case.network == "plain" else step.config.group.name,
+        "mac_group": step.config.group.name, "width": step.width, **step.settings, "batch": batch,
+        "steps": steps, "warmup": warmup, "params": step.params, "macs_per_image": step.macs,
+        "step_s": step_s, "step_samples_s": samples, "first_step_s": first_s,
+        "compile_s": max(0.0, first_s - step_s) if config.compile else None,
+        "images_per_s": images_per_s,
+        "epoch_s": math.ceil(CIFAR_TRAIN_IMAGES / batch) * step_s,
+        "tflops": FLOP_PER_MAC_TRAIN * step.macs * images_per_s / 1e12,
+        "peak_memory_bytes": memory,
+        "graphs": after["graphs"] - before["graphs"],
+        "graph_breaks": after["graph_breaks"] - before["graph_breaks"],
+        "recompiles": after["graphs"] - after_warmup["graphs"],
+    }
 
 
-def bench_training(archs: Iterable[str], groups: Iterable[str], device: torch.device, *, batch: int = 128,
-                   steps: int = 2, warmup: int = 1, warmup_batch: int | None = None, amp: str = "none",
-                   log: Callable[[str], None] = print) -> list[dict]:
-    """:func:`measure_training` for every ``arch x group``; each row also carries the
-    ratio of its images/s to the z2 network of the same arch (when z2 was measured)."""
+def bench_cases(cases: Iterable[TrainCase], device: torch.device, *, log: Callable[[str], None] = print,
+                **kwargs: Any) -> list[dict]:
+    """:func:`measure_case` for every case; each row also gets ``speed_vs_plain``, its
+    images/s over the plain same-MAC row of the same overrides (when measured)."""
     rows = []
-    for arch in archs:
-        per_group = {}
-        for group in groups:
-            result = measure_training(arch, group, device, batch=batch, steps=steps, warmup=warmup,
-                                      warmup_batch=warmup_batch, amp=amp)
-            per_group[group] = result.as_dict()
-            log(f"  {arch:9s} {group:4s} {result.images_per_s:9.1f} img/s  {result.macs_per_image / 1e6:8.1f} "
-                f"MMAC/img  {result.gflops:7.1f} GFLOP/s  {result.peak_memory_bytes / 2**20:8.1f} MiB")
-        z2 = per_group.get("z2")
-        for row in per_group.values():
-            row["speed_vs_z2"] = None if z2 is None else row["images_per_s"] / z2["images_per_s"]
-            rows.append(row)
+    for case in cases:
+        row = measure_case(case, device, **kwargs)
+        rows.append(row)
+        log(f"  {row['case']:44s} {row['images_per_s']:9.1f} img/s  epoch {row['epoch_s']:8.1f} s  "
+            f"{row['macs_per_image'] / 1e6:8.1f} MMAC/img  {row['tflops']:7.3f} TFLOP/s"
+            + (f"  compile {row['compile_s']:.1f} s, {row['graphs']} graph(s), {row['graph_breaks']} break(s)"
+               if row["compile"] else ""))
+    return add_speed_vs_plain(rows)
+
+
+def add_speed_vs_plain(rows: list[dict]) -> list[dict]:
+    """Set each row's ``speed_vs_plain``: its images/s over those of the plain same-MAC row
+    with the same overrides (None when that row was not measured)."""
+    plain = {tuple(r["overrides"]): r for r in rows if r["network"] == "plain"}
+    for row in rows:
+        base = plain.get(tuple(row["overrides"]))
+        row["speed_vs_plain"] = None if base is None else row["images_per_s"] / base["images_per_s"]
     return rows
+
+
+def experiment_cases(experiments: Iterable[str], groups: Iterable[str], *, plain_for: Iterable[str] = ("p4m",),
+                     compile_modes: Iterable[bool | None] = (None,), extra: Iterable[str] = ()) -> list[TrainCase]:
+    """Every ``experiment x group`` (and, for the groups in ``plain_for``, the plain
+    network with the same MACs), once per entry of ``compile_modes`` (``None``: the
+    config's own ``compile``); ``extra`` overrides are added to every case."""
+    cases = []
+    for experiment in experiments:
+        for compiled in compile_modes:
+            for group in groups:
+                overrides = (f"experiment={experiment}", f"group={group}", *extra) \
+                    + (() if compiled is None else (f"compile={str(compiled).lower()}",))
+                cases.append(TrainCase(overrides))
+                if group in plain_for:
+                    cases.append(TrainCase(overrides, "plain"))
+    return cases
