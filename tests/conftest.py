@@ -17,6 +17,15 @@ def group(request) -> gcnn.Group:
     return gcnn.get_group(request.param)
 
 
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on a shared 2-core machine run several times faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 @pytest.fixture
 def rng() -> torch.Generator:
     return torch.Generator().manual_seed(0)

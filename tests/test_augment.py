@@ -157,6 +157,7 @@ def test_empty_batch():
         assert build_augment(name)(torch.zeros(0, 3, 8, 8), seeded()).shape == (0, 3, 8, 8)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ["crop_flip", "rot_flip"])
 def test_cuda_batch_with_cpu_or_cuda_generator(name):

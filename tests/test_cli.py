@@ -55,9 +55,32 @@ def test_single_run_on_digits_and_rerun_is_not_redone(tmp_path):
     assert "epoch 2/2  train loss" in proc.stdout and "finished: final test error" in proc.stdout
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "finished" and [r["epoch"] for r in read_rows(run_dir)] == [1, 2]
-    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "metrics.csv").exists()
+    assert run_dir.name.endswith("-" + result["identity"]) and "data.train_size=50" in run_dir.name
+    assert (run_dir / "metrics.csv").exists() and not (run_dir / ".hydra").exists()
     again = train(tmp_path, *tiny(tmp_path, "epochs=2"))
     assert "already finished" in again.stdout and "epoch 1/2" not in again.stdout
+
+
+def test_a_refused_command_leaves_the_run_folder_as_it_was(tmp_path):
+    run_dir = tmp_path / "run"
+    train(tmp_path, *tiny(tmp_path, "group=z2"), f"hydra.run.dir={run_dir}")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    proc = train(tmp_path, *tiny(tmp_path, "group=p4"), f"hydra.run.dir={run_dir}", check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "holds a different experiment (group.name='z2' there, 'p4' now)" in proc.stderr
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    # a bad value on a new folder leaves no folder behind
+    train(tmp_path, *tiny(tmp_path, "epochs=0"), f"hydra.run.dir={tmp_path / 'new'}", check=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_two_cifar_folders_are_two_experiments(tmp_path):
+    for name, seed in (("a", 0), ("b", 1)):
+        write_cifar_folder(tmp_path / name, kind="cifar10", n_train=40, n_test=20, seed=seed)
+        train(tmp_path, "data=cifar_folder", f"data.root={tmp_path / name}", "data.preprocess=standardize",
+              "epochs=1", "batch_size=20", "model.width=0.3", "equivariance_images=4", "robustness=false")
+    folders = sorted((tmp_path / "runs" / "cifar_folder" / "rotmnist-p4").iterdir())
+    assert len(folders) == 2  # the path is no part of the name: the content hash is
 
 
 @pytest.mark.parametrize("kind", ["cifar10", "cifar100"])

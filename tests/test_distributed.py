@@ -95,8 +95,10 @@ def test_torchrun_two_gloo_processes_match_one_process_with_the_same_global_batc
             for d in (ddp_dir, tmp_path / "single")]
     for a, b in zip(*rows):
         assert a["epoch"] == b["epoch"] and a["lr"] == b["lr"]
-        for key in ("train_loss", "test_loss"):
-            assert a[key] == pytest.approx(b[key], rel=1e-4), key
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        # before the last epoch, evaluation uses BN running statistics that the ranks summed in
+        # another order (no recalibration there); low-variance channels amplify that float32 rounding
+        assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-4 if a["epoch"] == 2 else 1e-3)
         # summed over 50 train / 797 test images: at most one near-tie may flip
         assert abs(a["train_error"] - b["train_error"]) <= 100 / 50 + 1e-9
         assert abs(a["test_error"] - b["test_error"]) <= 100 / 797 + 1e-9

@@ -9,16 +9,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from repro.train import compose_config, run
-from repro.train.config import LoggerConfig
-from repro.train.loggers import CsvLogger, Logger, build_logger
+from repro.train import compose_config, load_config, run
+from repro.train.config import build_option
+from repro.train.loggers import CsvLogger, Logger
 
 ROOT = Path(__file__).resolve().parents[1]
+RUNTIME = {"config": {}, "run_name": "x", "default_group": None, "default_tags": []}
 
 
-def test_none_and_csv_loggers(tmp_path):
-    assert type(build_logger(LoggerConfig(name="none"), tmp_path, {}, name="x", group=None, tags=[])) is Logger
-    logger = build_logger(LoggerConfig(name="csv"), tmp_path, {}, name="x", group=None, tags=[])
+def test_none_and_csv_loggers_are_built_from_their_yaml(tmp_path):
+    def logger(name: str) -> Logger:
+        return build_option("logger", load_config(compose_config([f"logger={name}"])).logger,
+                            run_dir=tmp_path, **RUNTIME)
+    assert type(logger("none")) is Logger
+    logger = logger("csv")
     assert isinstance(logger, CsvLogger)
     history = [{"epoch": 1, "train_loss": 0.5, "test_error": 12.5}]
     logger.log_epoch(history)
@@ -37,15 +41,15 @@ for name in ("wandb", "hydra", "omegaconf"):
 import torch
 torch.set_num_threads(1)
 import repro.train
-from repro.train.config import LoggerConfig
-from repro.train.loggers import build_logger
+from repro.train.config import build_option
 result = repro.train.run({{"data": {{"name": "digits_rot", "root": {str(tmp_path / 'data')!r},
                                     "train_size": 20, "image_size": 8}},
                           "epochs": 1, "batch_size": 10, "model": {{"width": 0.3}},
                           "equivariance_images": 4}}, run_dir={str(tmp_path / 'run')!r})
 assert result["status"] == "finished"
 try:
-    build_logger(LoggerConfig(name="wandb"), {str(tmp_path)!r}, {{}}, name="x", group=None, tags=[])
+    build_option("logger", {{"name": "wandb", "_target_": "repro.train.loggers.WandbLogger"}},
+                 run_dir={str(tmp_path)!r}, config={{}}, run_name="x", default_group=None, default_tags=[])
 except ImportError:
     print("wandb needed only for logger=wandb")
 """

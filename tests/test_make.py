@@ -22,7 +22,7 @@ def check_demo_outputs(out: Path, runs: int) -> None:
 
 
 def test_make_demo_at_reduced_size(tmp_path):
-    done = make("demo", "DEMO_SIZES=50,100", "DEMO_SEEDS=0", "DEMO_EPOCHS=1",
+    done = make("demo", "DEMO_SIZES=50,100", "DEMO_SEEDS=0", "DEMO_EPOCHS=1", "DEMO_STEPS=2",
                 f"DEMO_DIR={tmp_path}/multirun", f"DEMO_OUT={tmp_path}/results")
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(list((tmp_path / "multirun").rglob("result.json"))) == 6
@@ -46,5 +46,17 @@ def test_reproduce_table_refuses_without_gpu_or_force():
 
 def test_make_help_lists_every_documented_target():
     listed = make("help").stdout
-    for target in ("demo", "test", "reproduce-table", "report", "bench", "clean"):
+    for target in ("demo", "test", "figures", "reproduce-table", "reproduce-data-efficiency", "report",
+                   "bench", "gpu-check", "clean"):
         assert f"{target}\t" in listed
+
+
+@pytest.mark.parametrize("target", ["demo", "reproduce-table", "reproduce-data-efficiency"])
+def test_training_targets_pass_extra_overrides(target):
+    planned = make("-n", target, "ARGS=data.verify_checksums=false data.train_size=1000",
+                   "DATA=cifar_folder", "FORMAT=cifar100", "REPORT_ARGS=--wandb").stdout.replace("\\\n", " ")
+    trains = [line for line in planned.splitlines() if "scripts/train.py" in line]
+    assert trains and all("data.verify_checksums=false data.train_size=1000" in line for line in trains)
+    if target != "demo":
+        assert all("data=cifar_folder" in line and "data.format=cifar100" in line for line in trains)
+    assert any("scripts/report.py" in line and "--wandb" in line for line in planned.splitlines())

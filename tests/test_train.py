@@ -25,13 +25,7 @@ RESULT_KEYS = {"status", "model", "group", "augment", "data", "train_size", "see
                "device", "wall_time_s", "identity", "steps", "robustness"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine run several times faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(tmp_path: Path, *extra: str) -> list[str]:
@@ -263,6 +257,18 @@ def test_rotate_images_turns_counter_clockwise_like_rot90():
     torch.testing.assert_close(rotate_images(x, 90), torch.rot90(x, 1, (-2, -1)))
     torch.testing.assert_close(rotate_images(x, 0), x)
     assert not torch.allclose(rotate_images(x, 90), torch.rot90(x, -1, (-2, -1)))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("extra", [[], ["channels_last=true"], ["amp=false", "deterministic=true"]])
+def test_the_cuda_path_trains_and_measures_equivariance_without_tf32(tmp_path, extra):
+    """Data on the device, bf16 autocast (default on CUDA), channels_last; the measured
+    equivariance error must not drown in TF32 round-off."""
+    result = run(compose_config(tiny(tmp_path, "device=cuda", *extra)), run_dir=tmp_path / "run")
+    assert result["device"].startswith("cuda") and math.isfinite(result["final_train_loss"])
+    assert result["equivariance_error"] < 1e-4
+    assert set(result["robustness"]["p4m"]) == set(P4M_ELEMENT_NAMES)
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import CONFIG_DIR, ConfigError, config_groups, load_config, to_dict
-from .identity import identity_hash
+from .identity import identity_hash, with_data_content
 
 __all__ = ["compose_config", "PRIMARY"]
 
@@ -32,7 +32,7 @@ def _identity(*, _root_: Any) -> str:
     values = {k: OmegaConf.to_container(_root_[k], resolve=True) if OmegaConf.is_config(_root_[k])
               else _root_[k] for k in _root_ if k != "hydra"}
     try:
-        return identity_hash(to_dict(load_config(values)))
+        return identity_hash(with_data_content(to_dict(load_config(values))))
     except ConfigError:
         return "invalid"
 

@@ -14,9 +14,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from repro.device import resolve_device
+
 from .config import ConfigError
 
-__all__ = ["DistContext", "setup", "teardown", "resolve_device", "all_reduce_sum", "barrier",
+__all__ = ["DistContext", "setup", "teardown", "all_reduce_sum", "barrier",
            "convert_sync_batchnorm", "GlobalBatchNorm", "rank_slice"]
 
 
@@ -38,23 +40,15 @@ class DistContext:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` if CUDA is available, else ``cpu``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device='cuda' is not valid here: CUDA is not available; use device=cpu or auto")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
 def setup(device: str) -> DistContext:
     """Join the process group if launched by torchrun (NCCL on CUDA, gloo on CPU)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    resolved = resolve_device(device, local_rank)
+    try:
+        resolved = resolve_device(device, local_rank)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     if world_size > 1 and not dist.is_initialized():
         if resolved.type == "cuda":
             torch.cuda.set_device(resolved)

@@ -9,11 +9,14 @@ it, resume checks it, and the report averages only runs whose identities differ 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["LOCATION_KEYS", "flatten", "identity_items", "identity_hash", "identity_diff"]
+__all__ = ["LOCATION_KEYS", "flatten", "identity_items", "identity_hash", "identity_diff",
+           "folder_fingerprint", "with_data_content"]
 
 # Keys (or whole sections) that never change a number: where the data lives and whether it is
 # fetched or checked, the device name, logging, progress display and the sweep's folder name.
@@ -54,3 +57,42 @@ def identity_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, t
     missing = object()
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
             if a.get(k, missing) != b.get(k, missing)}
+
+
+_LAYOUTS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+def folder_fingerprint(root: str | Path, data_format: str = "cifar10") -> str:
+    """Short hash of the names and bytes of a CIFAR-format folder's files (its
+    ``cifar-10-batches-py/`` or ``cifar-100-python/`` if present, else ``root``; hidden
+    entries such as ``.cache`` skipped): the identity of a user's own data, which its
+    path is not (the same folder may move, two folders may share a path over time)."""
+    folder = Path(root)
+    if (folder / _LAYOUTS.get(data_format, "")).is_dir():
+        folder = folder / _LAYOUTS[data_format]
+    files = sorted(p for p in folder.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _hash_files(folder, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _hash_files(folder: Path, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in stamp:
+        digest.update(str(Path(name).relative_to(folder)).encode())
+        with open(name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def with_data_content(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` plus ``data.content`` (:func:`folder_fingerprint`) for ``cifar_folder``
+    data, so two different folders are two experiments; other data sets are named
+    exactly by ``data.name`` (the official ones are checked by MD5)."""
+    data = dict(config.get("data", {}))
+    if data.get("name") != "cifar_folder" or not Path(str(data.get("root", ""))).is_dir():
+        return dict(config)
+    data["content"] = folder_fingerprint(data["root"], data.get("format", "cifar10"))
+    return {**config, "data": data}

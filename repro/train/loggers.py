@@ -88,4 +88,6 @@ class WandbLogger(Logger):
         self.run.summary.update(summary)
 
     def close(self) -> None:
+        import wandb
         self.run.finish()
+        wandb.teardown()  # wait until the service has written (offline) or sent every record

@@ -25,15 +25,15 @@ import torch.nn.functional as F
 from torch import nn
 
 import models
+from repro.device import autocast, describe_machine, resolve_flag
 from repro.io import write_json, write_text
 
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, build_option, load_config, to_dict
 from .distributed import DistContext
-from .environment import environment
 from .equivariance import equivariance_group, measure_equivariance
-from .identity import identity_diff, identity_hash
+from .identity import identity_diff, identity_hash, with_data_content
 from .optim import build_optimizer, build_scheduler
 from .reproducible import determinism, epoch_batches, global_batches, seed_everything, stream_seed
 from .robustness import robustness_errors
@@ -67,7 +67,7 @@ def run(cfg: Any, run_dir: str | os.PathLike | None = None, *, multirun: bool = 
 def default_run_dir(config: TrainConfig) -> Path:
     """``runs/<data>/<model>-<group>/<identity hash>``."""
     return (Path("runs") / str(config.data["name"]) / f"{config.model.name}-{config.group.name}"
-            / identity_hash(to_dict(config)))
+            / identity_hash(with_data_content(to_dict(config))))
 
 
 def read_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -92,11 +92,6 @@ def check_same_identity(run_dir: Path, saved: dict[str, Any], current: dict[str,
         keys = ", ".join(f"{k}={old!r} there, {new!r} now" for k, (old, new) in diff.items())
         raise ConfigError(f"run folder {str(run_dir)!r} holds a different experiment ({keys}); "
                           "use another folder or delete that one")
-
-
-def _flag(value: Any, device: torch.device) -> bool:
-    """``auto`` -> on for CUDA; otherwise the bool itself."""
-    return device.type == "cuda" if value == "auto" else bool(value)
 
 
 # ---------------------------------------------------------------- run state
@@ -154,7 +149,7 @@ def setup(config: TrainConfig, ctx: DistContext) -> RunState:
     """Build the run's data, model, optimiser, schedule and grad scaler."""
     bundle, train, test, val = _load_data(config, ctx.device)
     augment = build_option("augment", config.augment)
-    channels_last = _flag(config.channels_last, ctx.device)
+    channels_last = resolve_flag(config.channels_last, ctx.device, "channels_last")
     module, train_model, eval_model, params, macs = _build_model(config, bundle, ctx, channels_last,
                                                                  tuple(train[0].shape[1:]))
     steps = len(epoch_batches(config.seed, 1, len(train[0]), config.batch_size, config.steps_per_epoch,
@@ -164,7 +159,7 @@ def setup(config: TrainConfig, ctx: DistContext) -> RunState:
                           f"{len(train[0])} images on {ctx.world_size} process(es)")
     optimizer = build_optimizer(module.parameters(), config.optim)
     scheduler = build_scheduler(optimizer, config.schedule, steps, config.epochs)
-    amp = _flag(config.amp, ctx.device)
+    amp = resolve_flag(config.amp, ctx.device, "amp")
     fp16 = amp and config.amp_dtype == "float16" and ctx.device.type == "cuda"
     return RunState(bundle, train, test, val, augment, module, train_model, eval_model, optimizer, scheduler,
                     torch.amp.GradScaler("cuda", enabled=fp16), steps, params, macs)
@@ -176,10 +171,10 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: Path, ctx: DistContext, *, multirun: bool = False) -> None:
         self.config, self.run_dir, self.ctx, self.multirun = config, Path(run_dir), ctx, multirun
-        self.config_dict = to_dict(config)
+        self.config_dict = with_data_content(to_dict(config))  # what result.json and checkpoints record
         self.device = ctx.device
-        self.amp = _flag(config.amp, self.device)
-        self.channels_last = _flag(config.channels_last, self.device)
+        self.amp_dtype = config.amp_dtype if resolve_flag(config.amp, self.device, "amp") else None
+        self.channels_last = resolve_flag(config.channels_last, self.device, "channels_last")
         self.progress = sys.stderr.isatty() if config.progress == "auto" else bool(config.progress)
         self.history: list[dict[str, Any]] = []
         self.previous_wall_time = 0.0
@@ -337,12 +332,12 @@ class Trainer:
             print(message, flush=True)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if not self.amp:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=getattr(torch, self.config.amp_dtype))
+        return autocast(self.device, self.amp_dtype)
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        """One memory layout for every batch (a rotated or flipped batch has other strides,
+        which would make a compiled model recompile)."""
+        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
     def reduce_totals(self, totals: torch.Tensor, count: int) -> list[float]:
         """``[loss sum, errors, images]`` summed over the ranks; the image count is known
@@ -420,9 +415,10 @@ class Trainer:
             "best_test_error": best["test_error"], "best_epoch": best["epoch"],
             "final_train_loss": last["train_loss"], "final_train_error": last["train_error"],
             "params": state.params, "macs": state.macs, "equivariance_error": error,
+            "zca_shrinkage": getattr(state.data, "zca_shrinkage", None),
             "equivariance_group": measured, "equivariance_images": int(images.shape[0]),
             "identity": identity_hash(self.config_dict), "config": self.config_dict,
-            **environment(self.device, self.ctx.world_size),
+            **describe_machine(self.device, self.ctx.world_size),
             "wall_time_s": self.previous_wall_time + (time.time() - self.start_time),
         }
         if c.robustness:
