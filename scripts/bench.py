@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from repro.bench.report import merge_previous, report_stem, write_report  # noqa: E402
+from repro.bench.report import merge_previous, write_report  # noqa: E402
 from repro.bench.suite import EXPERIMENTS, PARTS, BenchOptions, run_bench  # noqa: E402
 from repro.device import AMP_DTYPES, device_slug, resolve_device  # noqa: E402
 
@@ -33,7 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", choices=AMP_DTYPES, help="autocast dtype of the layer benchmark (default: off)")
     p.add_argument("--sizes", nargs="+", choices=["tiny", "medium", "cifar"], help="layer sizes")
     p.add_argument("--rounds", type=int, help="timing rounds per layer case (default per size)")
-    p.add_argument("--no-escnn", action="store_true", help="skip the escnn column even if installed")
     p.add_argument("--experiments", nargs="+", choices=EXPERIMENTS, help="training cases (default: all)")
     p.add_argument("--groups", nargs="+", default=["z2", "p4", "p4m"], help="groups (default: all)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
@@ -44,18 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check torch.compile of every model: 'trace' (graph breaks) or a backend, e.g. inductor")
     p.add_argument("--e2e", action="store_true", help="also time `make demo` and `make test` (slow)")
     p.add_argument("--skip", nargs="+", default=[], choices=PARTS)
-    p.add_argument("--note", action="append", default=[], help="a line for the report's Notes (repeatable)")
     p.add_argument("--merge", action="store_true",
                    help="keep the sections of an existing report that this run does not measure")
     return p
-
-
-def make_options(args: argparse.Namespace) -> BenchOptions:
-    """The :class:`BenchOptions` of parsed arguments (ValueError for bad values)."""
-    return BenchOptions(quick=args.quick, sizes=args.sizes, rounds=args.rounds, escnn=not args.no_escnn,
-                        experiments=args.experiments, groups=args.groups, overrides=args.override,
-                        train_batch=args.train_batch, train_steps=args.train_steps,
-                        compile_models=args.compile_models, e2e=args.e2e, amp=args.amp, skip=args.skip)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,15 +55,17 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device)
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads={args.threads} is not valid; expected an integer >= 1")
-        opts = make_options(args)
+        opts = BenchOptions(quick=args.quick, sizes=args.sizes, rounds=args.rounds, experiments=args.experiments,
+                            groups=args.groups, overrides=args.override, train_batch=args.train_batch,
+                            train_steps=args.train_steps, compile_models=args.compile_models, e2e=args.e2e,
+                            amp=args.amp, skip=args.skip)
     except ValueError as exc:
         raise SystemExit(f"bench.py: error: {exc}") from None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     results = run_bench(opts, device, log=lambda line: print(line, flush=True))
-    results["meta"]["notes"].extend(args.note)
     results["meta"]["command"] = shlex.join(["python", "scripts/bench.py", *argv])
-    stem = report_stem(device_slug(device), args.quick)
+    stem = device_slug(device) + ("-quick" if args.quick else "")   # a smoke run never overwrites a full one
     if args.merge:
         results = merge_previous(results, Path(args.out) / f"{stem}.json")
     md, js = write_report(results, args.out, stem)

@@ -12,12 +12,14 @@ and omegaconf on ``PYTHONPATH``; see the README's "Performance" section.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from repro.bench.gpu import PARTS, command_line, parse_options, run_check  # noqa: E402
+from repro.bench.gpu import PARTS, CheckOptions, run_check  # noqa: E402
 from repro.bench.targets import status  # noqa: E402
 
 
@@ -29,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parts", nargs="+", choices=PARTS, help="what to run (default: all)")
     p.add_argument("--steps", type=int, help="timed training steps per case (default 30; 1 with --dry)")
     p.add_argument("--compile-backend", help="torch.compile backend (default inductor; eager with --dry)")
-    p.add_argument("--run-override", action="append", metavar="KEY=VALUE",
+    p.add_argument("--run-override", action="append", default=[], metavar="KEY=VALUE",
                    help="extra override of the two-epoch runs, e.g. compile=true (repeatable)")
     return p
 
@@ -37,12 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    base = CheckOptions.dry_run() if args.dry else CheckOptions()
+    changes = {"device": args.device, "parts": tuple(args.parts) if args.parts else None, "steps": args.steps,
+               "compile_backend": args.compile_backend,
+               "run_overrides": (*base.run_overrides, *args.run_override) if args.run_override else None}
     try:
-        opts = parse_options(args.dry, device=args.device, parts=tuple(args.parts) if args.parts else None,
-                             steps=args.steps, compile_backend=args.compile_backend)
-        if args.run_override:
-            opts.run_overrides = (*opts.run_overrides, *args.run_override)
-        results = run_check(opts, args.out, command_line(argv), log=lambda line: print(line, flush=True))
+        opts = replace(base, **{k: v for k, v in changes.items() if v is not None})
+        results = run_check(opts, args.out, shlex.join(["python3", "scripts/gpu_check.py", *argv]),
+                            log=lambda line: print(line, flush=True))
     except ValueError as exc:
         raise SystemExit(f"gpu_check.py: error: {exc}") from None
     for record in results["targets"]:

@@ -1,13 +1,13 @@
 """The benchmark code at tiny sizes (no timing assertions) and repro.device."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 import torch
 from torch import nn
 
@@ -15,7 +15,6 @@ import gcnn
 import models
 from repro import device as dev
 from repro.bench import layers, plain, report, timing, training
-from repro.bench.e2e import time_command
 from repro.bench.escnn_anchor import build_escnn_conv, escnn_version
 from repro.bench.suite import BenchOptions
 from repro.bench.targets import Measured, Target, evaluate_targets
@@ -31,10 +30,7 @@ def quiet(_: str) -> None:
 
 @pytest.fixture
 def cli():
-    spec = importlib.util.spec_from_file_location("bench_cli", ROOT / "scripts" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench")
 
 
 
@@ -221,12 +217,12 @@ def test_train_case_rejects_an_unknown_network() -> None:
 
 
 def test_experiment_cases() -> None:
-    cases = training.experiment_cases(["rotmnist"], ["z2", "p4m"], compile_modes=(False, True), extra=["seed=1"])
-    assert [(c.overrides, c.network) for c in cases[:3]] == [
-        (("experiment=rotmnist", "group=z2", "seed=1", "compile=false"), "gcnn"),
-        (("experiment=rotmnist", "group=p4m", "seed=1", "compile=false"), "gcnn"),
-        (("experiment=rotmnist", "group=p4m", "seed=1", "compile=false"), "plain")]
-    assert len(cases) == 6 and cases[-1].name == "rotmnist p4m seed=1 compile=true plain same-MAC"
+    cases = training.experiment_cases(["rotmnist"], ["z2", "p4m"], extra=["seed=1", "compile=true"])
+    assert [(c.overrides, c.network) for c in cases] == [
+        (("experiment=rotmnist", "group=z2", "seed=1", "compile=true"), "gcnn"),
+        (("experiment=rotmnist", "group=p4m", "seed=1", "compile=true"), "gcnn"),
+        (("experiment=rotmnist", "group=p4m", "seed=1", "compile=true"), "plain")]
+    assert cases[-1].name == "rotmnist p4m seed=1 compile=true plain same-MAC"
 
 
 def test_measure_case_trains_what_the_experiment_config_says(one_thread) -> None:
@@ -309,7 +305,7 @@ def test_escnn_target_is_judged_from_carried_over_rows(tmp_path) -> None:
 
 def test_write_report_writes_markdown_and_json(tmp_path) -> None:
     results = {"meta": {"device_name": "test cpu"}, "layers": [_row("tiny", "train", 1.5), _row("tiny", "eval", 1.0)]}
-    md, js = report.write_report(results, tmp_path / "bench", report.report_stem("cpu", quick=True))
+    md, js = report.write_report(results, tmp_path / "bench", "cpu-quick")
     assert md.name == "cpu-quick.md" and js.name == "cpu-quick.json"
     text = md.read_text()
     assert "# Benchmark: test cpu" in text and "## Targets" in text and "## Layer overhead" in text
@@ -331,12 +327,12 @@ def test_merge_previous_carries_over_unmeasured_sections(tmp_path) -> None:
 # --- e2e, options, suite and CLI ----------------------------------------------------------------------------------
 
 def test_time_command_runs_times_and_times_out() -> None:
-    run = time_command([sys.executable, "-c", "print('hello')"])
+    run = timing.time_command([sys.executable, "-c", "print('hello')"])
     assert run["returncode"] == 0 and run["tail"] == "hello" and run["wall_s"] > 0
-    slow = time_command([sys.executable, "-c", "import time; time.sleep(5)"], timeout_s=0.2)
+    slow = timing.time_command([sys.executable, "-c", "import time; time.sleep(5)"], timeout_s=0.2)
     assert slow["timed_out"] and slow["returncode"] is None
     with pytest.raises(ValueError, match="non-empty command"):
-        time_command([])
+        timing.time_command([])
 
 
 @pytest.mark.parametrize("kwargs,match", [({"amp": "fp16"}, "amp='fp16' is not valid"),

@@ -1,11 +1,11 @@
 """The GPU check (scripts/gpu_check.py): its CPU dry run end to end, and its pure parts."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 import torch
 
 from repro.bench import gpu
@@ -16,10 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def cli():
-    spec = importlib.util.spec_from_file_location("gpu_check_cli", ROOT / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_check")
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +24,8 @@ def dry_report(tmp_path_factory) -> tuple[Path, dict]:
     """One dry run of the whole check (module scope: it takes seconds); threads restored."""
     out = tmp_path_factory.mktemp("gpu_check")
     threads = torch.get_num_threads()
-    spec = importlib.util.spec_from_file_location("gpu_check_cli", ROOT / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     try:
-        assert module.main(["--dry", "--out", str(out)]) == 0
+        assert load_script("gpu_check").main(["--dry", "--out", str(out)]) == 0
     finally:
         torch.set_num_threads(threads)
     return out, json.loads((out / "cpu-dry.json").read_text())

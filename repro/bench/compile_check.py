@@ -15,9 +15,6 @@ from torch import nn
 import gcnn
 import models
 
-__all__ = ["dynamo_counts", "graph_breaks", "compile_matches_eager", "layer_modules", "check_layers",
-           "check_models"]
-
 
 def dynamo_counts() -> dict[str, int]:
     """``torch._dynamo``'s running totals: ``graphs`` compiled and ``graph_breaks``

@@ -11,8 +11,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["escnn_version", "build_escnn_conv"]
-
 # p4 = rotations by 90 degrees (C4), p4m = rotations and mirrors (D4).
 _GSPACES = {"p4": ("rot2dOnR2", {"N": 4}), "p4m": ("flipRot2dOnR2", {"N": 4})}
 

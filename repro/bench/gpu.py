@@ -18,32 +18,26 @@ which the default test suite runs.
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
 from gcnn.validation import check_choice
 from repro.device import describe_machine, device_slug, resolve_device
-from repro.io import write_json, write_text
 from repro.markdown import markdown_table
 
 from .compile_check import dynamo_counts
-from .e2e import time_command
-from .report import PLAIN_SPEED_LIMIT, machine_table, training_table, worst
-from .targets import Measured, Target, evaluate_targets, targets_table
-from .training import TrainCase, add_speed_vs_plain, load_case_config, measure_case
-
-__all__ = ["CheckOptions", "PARTS", "REPRODUCE_TABLE", "PEAK_BF16_TFLOPS", "TIME_LIMIT_S", "peak_bf16_tflops",
-           "check_cases", "project_sweep", "run_cuda_tests", "two_epoch_runs", "check_targets",
-           "check_measured", "render_check", "write_check", "run_check", "parse_options", "command_line"]
+from .report import PLAIN_SPEED_LIMIT, render_document, training_table, worst, write_report
+from .targets import Measured, Target
+from .timing import time_command
+from .training import TrainCase, add_speed_vs_plain, experiment_cases, load_case_config, measure_case
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("tests", "runs", "bench")  # in this order: the slow compiled cases come last
@@ -57,7 +51,7 @@ TIME_LIMIT_S = 480.0
 
 @dataclass
 class CheckOptions:
-    """What the check runs; :meth:`dry` gives the CPU smoke sizes."""
+    """What the check runs; :meth:`dry_run` gives the CPU smoke sizes."""
 
     dry: bool = False
     device: str = "auto"
@@ -82,15 +76,14 @@ class CheckOptions:
             check_choice("part", part, list(PARTS))
 
     @classmethod
-    def dry_run(cls, **changes: Any) -> "CheckOptions":
+    def dry_run(cls) -> "CheckOptions":
         """Toy sizes on the CPU: every code path in well under a minute."""
         tiny = ("model.width=0.125",)
-        defaults = dict(dry=True, device="cpu", threads=1, compile_experiments=("paper_allcnnc",), overrides=tiny, batch=4,
-                        steps=1, warmup=1, compile_backend="eager", tests=("tests/test_gpu_check.py",),
-                        tests_timeout_s=120.0, run_images=60, run_test_images=20, run_compiled=(),
-                        run_overrides=(*tiny, "batch_size=16", "eval_batch_size=20", "equivariance_images=4",
-                                       "data.preprocess=standardize"))
-        return cls(**{**defaults, **changes})
+        return cls(dry=True, device="cpu", threads=1, compile_experiments=("paper_allcnnc",), overrides=tiny,
+                   batch=4, steps=1, warmup=1, compile_backend="eager", tests=("tests/test_gpu_check.py",),
+                   tests_timeout_s=120.0, run_images=60, run_test_images=20, run_compiled=(),
+                   run_overrides=(*tiny, "batch_size=16", "eval_batch_size=20", "equivariance_images=4",
+                                  "data.preprocess=standardize"))
 
 
 def peak_bf16_tflops(name: str) -> float | None:
@@ -99,25 +92,19 @@ def peak_bf16_tflops(name: str) -> float | None:
     return next((peak for part, peak in PEAK_BF16_TFLOPS if part in lowered), None)
 
 
-def _compile_flag(experiment: str) -> bool:
-    return bool(load_case_config(TrainCase((f"experiment={experiment}",))).compile)
-
-
-def check_cases(opts: CheckOptions) -> list[TrainCase]:
+def check_cases(opts: CheckOptions, configured: Mapping[str, bool]) -> list[TrainCase]:
     """Per experiment: every group of ``make reproduce-table`` and the plain same-MAC
-    network with the config's own compile flag; then (last, as compiling is the slow
-    part) p4m and plain with the flag flipped, for ``opts.compile_experiments``."""
-    configured, flipped = [], []
+    network with the config's own compile flag (``configured[experiment]``); then (last,
+    as compiling is the slow part) p4m and plain with the flag flipped, for
+    ``opts.compile_experiments``."""
+    def cases(experiment: str, groups: Sequence[str], compiled: bool) -> list[TrainCase]:
+        return experiment_cases([experiment], groups, (f"compile={str(compiled).lower()}", *opts.overrides))
+    as_configured, flipped = [], []
     for experiment in opts.experiments:
-        compiled = _compile_flag(experiment)
-        for flag, groups, into in ((compiled, REPRODUCE_TABLE.get(experiment, ("p4m",)), configured),
-                                   (not compiled, ("p4m",), flipped)):
-            if into is flipped and experiment not in opts.compile_experiments:
-                continue
-            tail = (f"compile={str(flag).lower()}", *opts.overrides)
-            into += [TrainCase((f"experiment={experiment}", f"group={g}", *tail)) for g in groups]
-            into.append(TrainCase((f"experiment={experiment}", "group=p4m", *tail), "plain"))
-    return configured + flipped
+        as_configured += cases(experiment, REPRODUCE_TABLE.get(experiment, ("p4m",)), configured[experiment])
+        if experiment in opts.compile_experiments:
+            flipped += cases(experiment, ("p4m",), not configured[experiment])
+    return as_configured + flipped
 
 
 def project_sweep(rows: Sequence[Mapping]) -> dict:
@@ -139,19 +126,6 @@ def project_sweep(rows: Sequence[Mapping]) -> dict:
     return {"runs": single, "table_s": table_s, "runs_per_group": REPRODUCE_TABLE_RUNS_PER_GROUP}
 
 
-def run_cuda_tests(paths: Sequence[str], timeout_s: float) -> dict:
-    """``pytest -q -m cuda <paths>`` in a subprocess (exit 5: no test is marked ``cuda``)."""
-    command = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *paths]
-    return time_command(command, cwd=REPO_ROOT, timeout_s=timeout_s)
-
-
-def _history(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def _one_run(experiment: str, data_root: Path, run_dir: Path, device: torch.device,
              extra: Sequence[str]) -> dict:
     from repro.train import compose_config, run
@@ -164,7 +138,9 @@ def _one_run(experiment: str, data_root: Path, run_dir: Path, device: torch.devi
         result = run(compose_config(overrides), run_dir=run_dir)
     except Exception as exc:  # noqa: BLE001 - a failed run is a measured outcome, reported with its error
         error = f"{type(exc).__name__}: {exc}"
-    after, history = dynamo_counts(), _history(run_dir)
+    after, metrics = dynamo_counts(), run_dir / "metrics.jsonl"
+    history = ([json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+               if metrics.exists() else [])
     return {"experiment": experiment, "overrides": overrides, "ok": error is None, "error": error,
             "wall_s": time.perf_counter() - start, "compile": "compile=true" in overrides,
             "epoch_time_s": [h.get("epoch_time_s") for h in history],
@@ -269,51 +245,21 @@ def _tests_section(tests: Mapping) -> str:
           (tests["tail"].splitlines() or [""])[-1]]]))
 
 
+def _bench_section(rows: Sequence[Mapping], peak: float | None) -> str:
+    peak_text = "n/a (unknown GPU)" if peak is None else f"{peak:g} TFLOP/s"
+    return ("## Training step of the paper recipes\n\nSynthetic data on the device; the config's "
+            "autocast and layout. TFLOP/s counts 6 FLOP per MAC per image; dense bf16 peak of this "
+            f"device: {peak_text}. `plain` = the z2 network in `nn.Conv2d`/`BatchNorm2d` widened to "
+            "the p4m network's MACs; `vs plain` = images/s over its images/s.\n\n" + training_table(rows, peak))
+
+
 def render_check(results: Mapping) -> str:
     """The check's report as markdown."""
     meta = results["meta"]
-    peak = meta.get("peak_bf16_tflops")
-    parts = [f"# GPU check: {meta.get('device_name', 'unknown device')}" + (" (dry run)" if meta.get("dry") else ""),
-             "## Machine\n\n" + machine_table(meta), "## Targets\n\n" + targets_table(results["targets"])]
-    if meta.get("notes"):
-        parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in meta["notes"]))
-    if results.get("tests"):
-        parts.append(_tests_section(results["tests"]))
-    if results.get("bench"):
-        peak_text = "n/a (unknown GPU)" if peak is None else f"{peak:g} TFLOP/s"
-        parts.append("## Training step of the paper recipes\n\nSynthetic data on the device; the config's "
-                     "autocast and layout. TFLOP/s counts 6 FLOP per MAC per image; dense bf16 peak of this "
-                     f"device: {peak_text}. `plain` = the z2 network in `nn.Conv2d`/`BatchNorm2d` widened to "
-                     "the p4m network's MACs; `vs plain` = images/s over its images/s.\n\n"
-                     + training_table(results["bench"], peak))
-    if results.get("projection"):
-        parts.append(_projection_section(results["projection"]))
-    if results.get("runs"):
-        parts.append(_runs_section(results["runs"]))
-    return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
-
-
-def write_check(results: dict, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
-    """Judge the targets into ``results["targets"]``; write ``<stem>.md`` and ``<stem>.json``."""
-    results["targets"] = evaluate_targets(check_targets(results["meta"]["experiments"]), check_measured(results))
-    out_dir = Path(out_dir)
-    return (write_text(out_dir / f"{stem}.md", render_check(results)),
-            write_json(out_dir / f"{stem}.json", results))
-
-
-def _bench(opts: CheckOptions, device: torch.device, save: Callable[[], None], rows: list,
-           log: Callable[[str], None]) -> None:
-    configured = {e: _compile_flag(e) for e in opts.experiments}
-    for case in check_cases(opts):
-        row = measure_case(case, device, steps=opts.steps, warmup=opts.warmup, batch=opts.batch,
-                           compile_backend=opts.compile_backend)
-        row["configured_compile"] = configured[row["experiment"]]
-        rows.append(row)
-        add_speed_vs_plain(rows)
-        log(f"  {row['case']:60s} {row['images_per_s']:9.1f} img/s  epoch {row['epoch_s']:7.1f} s  "
-            f"{row['tflops']:7.2f} TFLOP/s" + (f"  compile {row['compile_s']:.0f} s, {row['graphs']} graph(s), "
-                                              f"{row['graph_breaks']} break(s)" if row["compile"] else ""))
-        save()
+    render = {"tests": _tests_section, "bench": lambda rows: _bench_section(rows, meta.get("peak_bf16_tflops")),
+              "projection": _projection_section, "runs": _runs_section}
+    title = f"GPU check: {meta.get('device_name', 'unknown device')}" + (" (dry run)" if meta.get("dry") else "")
+    return render_document(title, meta, results["targets"], [render[k](results[k]) for k in render if results.get(k)])
 
 
 def run_check(opts: CheckOptions, out_dir: str | Path, command: str,
@@ -329,29 +275,41 @@ def run_check(opts: CheckOptions, out_dir: str | Path, command: str,
     meta = {**machine, "command": command, "dry": opts.dry, "options": asdict(opts),
             "experiments": list(opts.experiments), "peak_bf16_tflops": peak,
             "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "notes": []}
-    results: dict = {"meta": meta}
+    results: dict = {"meta": meta, "crashed": {}}
     stem = device_slug(device) + ("-dry" if opts.dry else "")
 
     def save() -> None:
         meta["wall_s"] = round(time.perf_counter() - start, 1)
         if "bench" in results:
             results["projection"] = project_sweep(results["bench"])
-        write_check(results, out_dir, stem)
+        write_report(results, out_dir, stem, targets=check_targets(opts.experiments), measure=check_measured,
+                     render=render_check)
 
     def tests() -> None:
         log(f"CUDA-path tests: pytest -m cuda {' '.join(opts.tests)}")
-        results["tests"] = run_cuda_tests(opts.tests, opts.tests_timeout_s)
+        # exit code 5 means that no test is marked cuda
+        pytest = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *opts.tests]
+        results["tests"] = time_command(pytest, cwd=REPO_ROOT, timeout_s=opts.tests_timeout_s)
         log(f"  exit {results['tests']['returncode']} in {results['tests']['wall_s']:.1f} s")
-
-    def bench() -> None:
-        log("training step of the paper recipes")
-        results["bench"] = []
-        _bench(opts, device, save, results["bench"], log)
 
     def runs() -> None:
         results["runs"] = two_epoch_runs(opts, device, log)
 
-    results["crashed"] = {}
+    def bench() -> None:
+        log("training step of the paper recipes")
+        rows = results["bench"] = []
+        configured = {e: bool(load_case_config(TrainCase((f"experiment={e}",))).compile) for e in opts.experiments}
+        for case in check_cases(opts, configured):
+            row = measure_case(case, device, steps=opts.steps, warmup=opts.warmup, batch=opts.batch,
+                               compile_backend=opts.compile_backend)
+            row["configured_compile"] = configured[row["experiment"]]
+            rows.append(row)
+            add_speed_vs_plain(rows)
+            log(f"  {row['case']:60s} {row['images_per_s']:9.1f} img/s  epoch {row['epoch_s']:7.1f} s  "
+                f"{row['tflops']:7.2f} TFLOP/s" + (f"  compile {row['compile_s']:.0f} s, {row['graphs']} graph(s), "
+                                                  f"{row['graph_breaks']} break(s)" if row["compile"] else ""))
+            save()
+
     for part, body in (("tests", tests), ("runs", runs), ("bench", bench)):
         if part in opts.parts:
             try:
@@ -361,14 +319,3 @@ def run_check(opts: CheckOptions, out_dir: str | Path, command: str,
                 log(f"  {part} crashed: {results['crashed'][part]}")
             save()
     return results
-
-
-def parse_options(dry: bool, **changes: Any) -> CheckOptions:
-    """:class:`CheckOptions` for the real check or the dry run, with ``changes`` applied."""
-    base = CheckOptions.dry_run() if dry else CheckOptions()
-    return replace(base, **{k: v for k, v in changes.items() if v is not None})
-
-
-def command_line(argv: Sequence[str]) -> str:
-    """The exact command, as recorded in the report."""
-    return shlex.join(["python3", "scripts/gpu_check.py", *argv])

@@ -1,20 +1,19 @@
 """Layer overhead: a G-conv layer against ``F.conv2d`` with its pre-expanded bank.
 
-A G-conv is one ``conv2d`` with an expanded filter bank, so the plain
-``conv2d`` of the same shape is its speed limit. For each :class:`LayerCase`
-and mode the candidates are
+A G-conv is one ``conv2d`` with an expanded filter bank, so the plain ``conv2d`` of
+the same shape is its speed limit. For each :class:`LayerCase` and mode the candidates are
 
-* ``gcnn``: the :mod:`gcnn` layer (train: forward + backward to the weight,
-  bias and, for group layers, the input; eval: ``layer.eval()`` under
-  ``torch.no_grad()``, which uses the cached bank);
-* ``conv2d``: ``F.conv2d(x_flat, w, b)`` with ``w (C_out*G, C_in*G_in, k, k)``
-  and ``b (C_out*G,)`` leaf tensors, the same gradients in train mode;
-* ``nn.Conv2d`` (tiny and medium sizes): torch's own module of that shape, a
-  reference for what merely being an ``nn.Module`` costs;
+* ``gcnn``: the :mod:`gcnn` layer (train: forward + backward to the weight, bias and,
+  for group layers, the input; eval: ``layer.eval()`` under ``torch.no_grad()``, which
+  uses the cached bank);
+* ``conv2d``: ``F.conv2d(x_flat, w, b)`` with ``w (C_out*G, C_in*G_in, k, k)`` and
+  ``b (C_out*G,)`` leaf tensors, the same gradients in train mode;
+* ``nn.Conv2d`` (tiny and medium sizes): torch's own module of that shape, what
+  merely being an ``nn.Module`` costs;
 * ``escnn``: the same layer from escnn when it is installed.
 
-Inputs are ``(B, C_in, H, W)`` for lifting and ``(B, C_in, G, H, W)`` for
-group layers; outputs ``(B, C_out, G, H, W)`` (``padding = k // 2``).
+Inputs are ``(B, C_in, H, W)`` for lifting and ``(B, C_in, G, H, W)`` for group
+layers; outputs ``(B, C_out, G, H, W)`` (``padding = k // 2``).
 """
 from __future__ import annotations
 
@@ -26,18 +25,23 @@ import torch.nn.functional as F
 from torch import nn
 
 import gcnn
+from repro.device import autocast
 
 from .escnn_anchor import build_escnn_conv
-from repro.device import autocast
 from .timing import interleaved_timings, ratio
-
-__all__ = ["LayerCase", "LayerPair", "build_pair", "default_cases", "MODES", "SIZES", "layer_candidates",
-           "bench_layer_case", "bench_layers"]
 
 MODES = ("train", "eval")
 SIZES = ("tiny", "medium", "cifar")
 BASELINE = "conv2d"
 MODULE_REFERENCE = "nn.Conv2d"   # torch's own module of the expanded shape: the cost of being a module
+# size: (batch, {group: [(in_channels, out_channels, spatial)]}); 3 input channels = a lifting layer.
+# CIFAR: the paper's All-CNN-C widths (p4 48/96, p4m 32/64).
+_SHAPES = {
+    "tiny": (1, {g: [(3, 8, 8), (8, 8, 8)] for g in ("p4", "p4m")}),
+    "medium": (8, {g: [(3, 16, 16), (16, 16, 16)] for g in ("p4", "p4m")}),
+    "cifar": (128, {"p4": [(3, 48, 32), (48, 48, 32), (96, 96, 16)],
+                    "p4m": [(3, 32, 32), (32, 32, 32), (64, 64, 16)]}),
+}
 
 
 @dataclass(frozen=True)
@@ -77,51 +81,21 @@ class LayerCase:
     @property
     def macs(self) -> int:
         """Multiply-accumulates of one forward pass of the whole batch."""
-        k2 = self.kernel_size ** 2
         return (self.batch * self.spatial ** 2 * self.out_channels * self.order
-                * self.in_channels * self.in_order * k2)
-
-
-def _cases_of(size: str, batch: int, spatial: int, widths: Mapping[str, Iterable[tuple[int, int]]]) -> list[LayerCase]:
-    cases = []
-    for group, shapes in widths.items():
-        for c_in, c_out, s in shapes:
-            kind = "lifting" if c_in == 3 else "group"
-            cases.append(LayerCase(size, kind, group, batch, c_in, c_out, s or spatial))
-    return cases
+                * self.in_channels * self.in_order * self.kernel_size ** 2)
 
 
 def default_cases(sizes: Iterable[str] = SIZES) -> list[LayerCase]:
-    """The issue's sizes: tiny (b1, 8 channels, 8x8), medium (b8, 16 channels, 16x16) and
-    CIFAR (b128, the paper's All-CNN-C widths: p4 48/96, p4m 32/64, at 32x32 and 16x16)."""
-    table = {
-        "tiny": (1, 8, {g: [(3, 8, 0), (8, 8, 0)] for g in ("p4", "p4m")}),
-        "medium": (8, 16, {g: [(3, 16, 0), (16, 16, 0)] for g in ("p4", "p4m")}),
-        "cifar": (128, 32, {"p4": [(3, 48, 32), (48, 48, 32), (96, 96, 16)],
-                            "p4m": [(3, 32, 32), (32, 32, 32), (64, 64, 16)]}),
-    }
+    """The layers of :data:`_SHAPES`: tiny (b1, 8 channels, 8x8), medium (b8, 16 channels,
+    16x16) and CIFAR (b128, the paper's All-CNN-C widths at 32x32 and 16x16)."""
     cases = []
     for size in sizes:
-        if size not in table:
+        if size not in _SHAPES:
             raise ValueError(f"unknown size {size!r}; expected one of {list(SIZES)}")
-        batch, spatial, widths = table[size]
-        cases += _cases_of(size, batch, spatial, widths)
+        batch, shapes = _SHAPES[size]
+        cases += [LayerCase(size, "lifting" if c_in == 3 else "group", group, batch, c_in, c_out, spatial)
+                  for group, layers in shapes.items() for c_in, c_out, spatial in layers]
     return cases
-
-
-def _gcnn_layer(case: LayerCase) -> nn.Module:
-    cls = gcnn.LiftingConv2d if case.kind == "lifting" else gcnn.GroupConv2d
-    return cls(case.in_channels, case.out_channels, case.kernel_size, case.group,
-               padding=case.kernel_size // 2, bias=True)
-
-
-def _inputs(case: LayerCase, device: torch.device, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The layer's input and the same data flattened to ``(B, C_in*G_in, H, W)``, separate leaves."""
-    shape = (case.batch, case.in_channels, *(() if case.kind == "lifting" else (case.order,)),
-             case.spatial, case.spatial)
-    x = torch.randn(shape, generator=generator).to(device)
-    x_flat = x.flatten(1, 2) if case.kind == "group" else x
-    return x.clone(), x_flat.clone()   # a lifting layer is the first layer: only group inputs need grad
 
 
 def _train_step(forward: Callable[[], torch.Tensor], inputs: list[torch.Tensor], device: torch.device,
@@ -155,12 +129,10 @@ def _module_step(module: nn.Module, x: torch.Tensor, mode: str, device: torch.de
 
 @dataclass
 class LayerPair:
-    """A gcnn layer and its plain-conv limit on the same data.
-
-    ``x`` is the layer's input, ``x_flat (B, C_in*G_in, H, W)`` the same values as
-    a separate leaf; ``weight``/``bias`` leaves hold the layer's expanded bank, so
-    ``plain()`` equals ``layer(x).flatten(1, 2)``.
-    """
+    """A gcnn layer and its plain-conv limit on the same data: ``x`` is the layer's input,
+    ``x_flat (B, C_in*G_in, H, W)`` the same values as a separate leaf, and the ``weight``
+    / ``bias`` leaves hold the layer's expanded bank, so ``plain()`` equals
+    ``layer(x).flatten(1, 2)``."""
 
     layer: nn.Module
     x: torch.Tensor
@@ -175,15 +147,20 @@ class LayerPair:
 
 def build_pair(case: LayerCase, device: torch.device, *, requires_grad: bool = True,
                dtype: torch.dtype = torch.float32, seed: int = 0) -> LayerPair:
-    """The :class:`LayerPair` of ``case``, parameters drawn from ``seed``."""
+    """The :class:`LayerPair` of ``case``, parameters and input drawn from ``seed``."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    layer = _gcnn_layer(case).to(device=device, dtype=dtype)
-    x, x_flat = (t.to(dtype) for t in _inputs(case, device, generator))
-    x.requires_grad_(requires_grad and case.kind == "group")
-    x_flat.requires_grad_(requires_grad and case.kind == "group")
+    padding, lifting = case.kernel_size // 2, case.kind == "lifting"
+    cls = gcnn.LiftingConv2d if lifting else gcnn.GroupConv2d
+    layer = cls(case.in_channels, case.out_channels, case.kernel_size, case.group, padding=padding, bias=True)
+    layer = layer.to(device=device, dtype=dtype)
+    shape = (case.batch, case.in_channels, *(() if lifting else (case.order,)), case.spatial, case.spatial)
+    x = torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
+    x_flat = x.clone() if lifting else x.flatten(1, 2).clone()
+    for leaf in (x, x_flat):   # a lifting layer is the first layer: only group inputs need grad
+        leaf.requires_grad_(requires_grad and not lifting)
     weight, bias = (t.detach().clone().requires_grad_(requires_grad) for t in layer.expanded_weight())
-    return LayerPair(layer, x, x_flat, weight, bias, case.kernel_size // 2)
+    return LayerPair(layer, x, x_flat, weight, bias, padding)
 
 
 def layer_candidates(case: LayerCase, mode: str, device: torch.device, *, amp: str | None = None,
@@ -227,14 +204,14 @@ def bench_layer_case(case: LayerCase, mode: str, device: torch.device, *, rounds
 
 
 def bench_layers(cases: Iterable[LayerCase], device: torch.device, *, rounds: Mapping[str, int],
-                 warmup: int = 1, min_sample_s: float = 0.0, amp: str | None = None, with_escnn: bool = False,
-                 modes: Iterable[str] = MODES, log: Callable[[str], None] = print) -> list[dict]:
+                 min_sample_s: float, amp: str | None, with_escnn: bool,
+                 log: Callable[[str], None] = print) -> list[dict]:
     """:func:`bench_layer_case` for every case and mode; ``rounds`` maps a size to its round count."""
     rows = []
     for case in cases:
-        for mode in modes:
-            row = bench_layer_case(case, mode, device, rounds=rounds[case.size], warmup=warmup,
-                                   min_sample_s=min_sample_s, amp=amp, with_escnn=with_escnn)
+        for mode in MODES:
+            row = bench_layer_case(case, mode, device, rounds=rounds[case.size], min_sample_s=min_sample_s,
+                                   amp=amp, with_escnn=with_escnn)
             rows.append(row)
             ratios = ", ".join(f"{n} {r['ratio_of_medians']:.3f}x" for n, r in row["ratios"].items())
             log(f"  {case.size:6s} {mode:5s} {case.name:34s} conv2d "

@@ -24,8 +24,6 @@ import gcnn
 import models
 from gcnn.validation import invalid
 
-__all__ = ["plain_twin", "same_mac_width", "build_plain_same_macs"]
-
 
 def _conv(layer: nn.Module) -> nn.Conv2d:
     weight, bias = layer.expanded_weight()          # (C_out, C_in, k, k) for the trivial group
@@ -46,11 +44,6 @@ def _batch_norm(layer: gcnn.GroupBatchNorm2d) -> nn.BatchNorm2d:
     return norm.to(reference.dtype) if reference.is_floating_point() else norm
 
 
-def _pool(layer: gcnn.SpatialPool2d) -> nn.Module:
-    cls = nn.MaxPool2d if layer.mode == "max" else nn.AvgPool2d
-    return cls(layer.kernel_size, layer.stride, layer.padding)
-
-
 def _replacement(module: nn.Module) -> nn.Module | None:
     """The 4-D torch layer computing ``module`` on squeezed z2 maps, or None to keep it."""
     group = getattr(module, "group", None)
@@ -62,7 +55,8 @@ def _replacement(module: nn.Module) -> nn.Module | None:
     if isinstance(module, gcnn.GroupBatchNorm2d):
         return _batch_norm(module)
     if isinstance(module, gcnn.SpatialPool2d):
-        return _pool(module)
+        pool = nn.MaxPool2d if module.mode == "max" else nn.AvgPool2d
+        return pool(module.kernel_size, module.stride, module.padding)
     if isinstance(module, gcnn.GroupPool):
         return nn.Identity()                         # max or mean over one group element
     if isinstance(module, gcnn.GlobalAvgPool):
@@ -83,7 +77,6 @@ def plain_twin(model: nn.Module) -> nn.Module:
             new = _replacement(child)
             if new is not None:
                 setattr(parent, name, new.train(child.training))
-    twin.plain = True
     return twin
 
 

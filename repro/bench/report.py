@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from repro.io import write_json, write_text
 from repro.markdown import markdown_table
 
 from .targets import Measured, Target, evaluate_targets, targets_table
-
-__all__ = ["TARGETS", "SECTIONS", "PLAIN_SPEED_LIMIT", "measured_numbers", "render_markdown", "write_report",
-           "report_stem", "merge_previous", "training_table", "machine_table", "worst"]
 
 SECTIONS = ("layers", "training", "compile", "e2e")
 E2E_LIMIT_S = 600.0
@@ -40,11 +37,8 @@ TARGETS = [
 
 def worst(pairs: Iterable[tuple[float, str]], *, largest: bool = True) -> Measured | None:
     """The largest (or smallest) ``(value, where)`` as :class:`Measured`; None if there is none."""
-    pairs = list(pairs)
-    if not pairs:
-        return None
-    value, where = (max if largest else min)(pairs)
-    return Measured(value, where)
+    found = (max if largest else min)(pairs, default=None)
+    return None if found is None else Measured(*found)
 
 
 def _layer_ratios(results: Mapping, mode: str, sizes: Sequence[str] | None, key: str) -> Measured | None:
@@ -174,29 +168,24 @@ MACHINE_KEYS = ("device_name", "device", "hostname", "cpu_model", "cpu_count", "
                 "started_utc", "wall_s", "command")
 
 
-def machine_table(meta: Mapping) -> str:
-    """The machine and run description as a two-column markdown table."""
-    return markdown_table(["", "value"], [[k, f"`{meta[k]}`" if k == "command" else meta[k]]
-                                          for k in MACHINE_KEYS if meta.get(k) is not None])
+def render_document(title: str, meta: Mapping, records: Sequence[Mapping], sections: Sequence[str]) -> str:
+    """A report (this one or the GPU check's): title, machine, targets, notes, then ``sections``."""
+    machine = markdown_table(["", "value"], [[k, f"`{meta[k]}`" if k == "command" else meta[k]]
+                                             for k in MACHINE_KEYS if meta.get(k) is not None])
+    parts = [f"# {title}", "## Machine\n\n" + machine, "## Targets\n\n" + targets_table(records)]
+    if meta.get("notes"):
+        parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in meta["notes"]))
+    return "\n\n".join(p.rstrip("\n") for p in [*parts, *sections]) + "\n"
 
 
 def render_markdown(results: Mapping) -> str:
-    """The whole report: machine, targets, notes, then one section per measurement."""
+    """The benchmark's report: one section per measurement."""
     meta = results.get("meta", {})
     records = results.get("targets") or evaluate_targets(TARGETS, measured_numbers(results))
-    parts = [f"# Benchmark: {meta.get('device_name', 'unknown device')}", "## Machine\n\n" + machine_table(meta),
-             "## Targets\n\n" + targets_table(records)]
-    if meta.get("notes"):
-        parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in meta["notes"]))
     render = {"layers": _layer_section, "training": _training_section, "compile": _compile_section,
               "e2e": _e2e_section}
-    parts += [render[s](results[s]) for s in SECTIONS if results.get(s)]
-    return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
-
-
-def report_stem(device_slug: str, quick: bool) -> str:
-    """``cpu`` / the GPU's slug; a ``--quick`` smoke run gets ``-quick`` so it never overwrites a full run."""
-    return f"{device_slug}-quick" if quick else device_slug
+    return render_document(f"Benchmark: {meta.get('device_name', 'unknown device')}", meta, records,
+                           [render[s](results[s]) for s in SECTIONS if results.get(s)])
 
 
 def merge_previous(results: dict, previous_json: str | Path) -> dict:
@@ -223,9 +212,11 @@ def merge_previous(results: dict, previous_json: str | Path) -> dict:
     return merged
 
 
-def write_report(results: dict, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
-    """Judge the targets into ``results["targets"]`` and write ``<stem>.md`` and ``<stem>.json``."""
-    results["targets"] = evaluate_targets(TARGETS, measured_numbers(results))
+def write_report(results: dict, out_dir: str | Path, stem: str, *, targets: Sequence[Target] = TARGETS,
+                 measure: Callable[[Mapping], Mapping] = measured_numbers,
+                 render: Callable[[Mapping], str] = render_markdown) -> tuple[Path, Path]:
+    """Judge ``targets`` by ``measure(results)`` into ``results["targets"]``; write ``render(results)``
+    to ``<stem>.md`` and ``results`` to ``<stem>.json`` (the GPU check passes its own three)."""
+    results["targets"] = evaluate_targets(targets, measure(results))
     out_dir = Path(out_dir)
-    return (write_text(out_dir / f"{stem}.md", render_markdown(results)),
-            write_json(out_dir / f"{stem}.json", results))
+    return (write_text(out_dir / f"{stem}.md", render(results)), write_json(out_dir / f"{stem}.json", results))

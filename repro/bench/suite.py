@@ -1,10 +1,10 @@
 """The whole benchmark as one run: options, what each part measures, results dict.
 
 ``run_bench(BenchOptions(...), device)`` measures, in one process: layer overhead
-(gcnn vs ``conv2d`` [vs escnn]), the graph-break check of the G-layers, the
-training step of the experiment configs (with the plain same-MAC networks), and
-optionally the models' ``torch.compile`` check and the end-to-end commands. The
-result feeds :func:`repro.bench.report.write_report`.
+(gcnn vs ``conv2d`` [vs escnn]), the graph-break check of the G-layers, the training
+step of the experiment configs (with the plain same-MAC networks), and optionally the
+models' ``torch.compile`` check and the end-to-end commands. The result feeds
+:func:`repro.bench.report.write_report`.
 """
 from __future__ import annotations
 
@@ -21,15 +21,17 @@ import models
 from gcnn.validation import check_choice, invalid
 from repro.device import AMP_DTYPES, describe_machine
 
-from . import compile_check, e2e, layers, training
+from . import compile_check, layers, training
 from .escnn_anchor import escnn_version
-
-__all__ = ["BenchOptions", "run_bench", "QUICK_ROUNDS", "FULL_ROUNDS", "EXPERIMENTS", "PARTS"]
+from .timing import time_command
 
 QUICK_ROUNDS = {"tiny": 7, "medium": 5, "cifar": 2}
 FULL_ROUNDS = {"tiny": 21, "medium": 11, "cifar": 5}  # cifar: 3 rounds left medians at the mercy of one slow sample
 EXPERIMENTS = ("paper_allcnnc", "paper_resnet44", "paper_resnet26", "rotmnist")  # one per model
 PARTS = ("layers", "training", "compile")
+# The demo writes into a fresh temporary folder: a finished multirun/demo would resume instantly.
+E2E_COMMANDS = {"demo": ["make", "demo", "DEMO_DIR={tmp}/multirun", "DEMO_OUT={tmp}/results"],
+                "test": ["make", "test"]}
 
 
 @dataclass
@@ -39,8 +41,6 @@ class BenchOptions:
     quick: bool = False
     sizes: list[str] | None = None            # default: tiny+medium (quick) or all
     rounds: int | None = None                 # override the per-size round counts
-    min_sample_s: float | None = None         # default: 5 ms (quick) or 20 ms per timed sample
-    escnn: bool = True                        # include escnn when installed
     experiments: list[str] | None = None      # default: rotmnist (quick) or one per model
     groups: list[str] = field(default_factory=lambda: list(gcnn.GROUP_NAMES))
     overrides: list[str] = field(default_factory=list)   # extra config overrides of every training case
@@ -67,24 +67,22 @@ class BenchOptions:
 
 def _run_layers(opts: BenchOptions, device: torch.device, with_escnn: bool, log: Callable) -> list[dict]:
     sizes = opts.sizes or (["tiny", "medium"] if opts.quick else list(layers.SIZES))
-    rounds = dict(QUICK_ROUNDS if opts.quick else FULL_ROUNDS)
-    if opts.rounds is not None:
-        rounds = {size: opts.rounds for size in rounds}
-    min_sample = opts.min_sample_s if opts.min_sample_s is not None else (0.005 if opts.quick else 0.02)
+    rounds = {size: n if opts.rounds is None else opts.rounds
+              for size, n in (QUICK_ROUNDS if opts.quick else FULL_ROUNDS).items()}
     log(f"layer overhead ({', '.join(sizes)}; escnn {'on' if with_escnn else 'off'})")
-    return layers.bench_layers(layers.default_cases(sizes), device, rounds=rounds, min_sample_s=min_sample,
-                               amp=opts.amp, with_escnn=with_escnn, log=log)
+    return layers.bench_layers(layers.default_cases(sizes), device, rounds=rounds,
+                               min_sample_s=0.005 if opts.quick else 0.02, amp=opts.amp, with_escnn=with_escnn,
+                               log=log)
 
 
 def _run_training(opts: BenchOptions, device: torch.device, log: Callable) -> list[dict]:
     experiments = opts.experiments or (["rotmnist"] if opts.quick else list(EXPERIMENTS))
     batch = opts.train_batch or (32 if opts.quick else None)
-    steps = opts.train_steps or (1 if device.type == "cpu" else 10)
+    cpu = device.type == "cpu"
     log(f"training step ({', '.join(experiments)} x {', '.join(opts.groups)}; batch {batch or 'of the config'})")
     cases = training.experiment_cases(experiments, opts.groups, extra=opts.overrides)
-    cpu = device.type == "cpu"
-    return training.bench_cases(cases, device, steps=steps, warmup=1 if cpu else 3, batch=batch,
-                                warmup_batch=16 if cpu else None, log=log)
+    return training.bench_cases(cases, device, steps=opts.train_steps or (1 if cpu else 10), warmup=1 if cpu else 3,
+                                batch=batch, warmup_batch=16 if cpu else None, log=log)
 
 
 def _run_compile(opts: BenchOptions, log: Callable) -> dict:
@@ -100,10 +98,10 @@ def _run_compile(opts: BenchOptions, log: Callable) -> dict:
 def _run_e2e(log: Callable) -> dict:
     out = {}
     with tempfile.TemporaryDirectory(prefix="gcnn-e2e-") as tmp:
-        for name, template in e2e.E2E_COMMANDS.items():
+        for name, template in E2E_COMMANDS.items():
             command = [part.format(tmp=tmp) for part in template]
             log(f"end-to-end: {' '.join(command)}")
-            out[name] = e2e.time_command(command)
+            out[name] = time_command(command)
     return out
 
 
@@ -116,11 +114,11 @@ def run_bench(opts: BenchOptions, device: torch.device, log: Callable[[str], Non
     version = escnn_version()
     meta = {**describe_machine(device), "escnn_version": version, "quick": opts.quick, "options": asdict(opts),
             "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "notes": []}
-    if opts.escnn and version is None and "layers" not in opts.skip:
+    if version is None and "layers" not in opts.skip:
         meta["notes"].append("escnn not installed: its column is skipped (see README: optional bench extra).")
     results: dict = {"meta": meta}
     if "layers" not in opts.skip:
-        results["layers"] = _run_layers(opts, device, opts.escnn and version is not None, log)
+        results["layers"] = _run_layers(opts, device, version is not None, log)
     if "compile" not in opts.skip:
         results["compile"] = _run_compile(opts, log)
     if "training" not in opts.skip:

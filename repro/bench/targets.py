@@ -13,8 +13,6 @@ from typing import Mapping, Sequence
 from gcnn.validation import check_choice
 from repro.markdown import markdown_table
 
-__all__ = ["Target", "Measured", "evaluate_targets", "targets_table", "status"]
-
 _COMPARISONS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, "==": operator.eq}
 
 

@@ -1,23 +1,22 @@
-"""Warm-up, interleaved repetition and median timing of competing candidates.
+"""Timing: competing candidates interleaved in rounds, and commands run to completion.
 
-Every candidate is a zero-argument callable doing one unit of work (one
-forward, one forward+backward, one training step). Candidates are timed side
-by side in rounds, the order alternating ``A, B, C`` / ``C, B, A`` from round
-to round, so that machine noise (other processes, frequency changes) hits all
-of them alike. Each sample times ``inner`` back-to-back calls so that even
-microsecond-sized work is measured well above the timer's resolution.
+A candidate is a zero-argument callable doing one unit of work (one forward, one
+forward+backward, one training step). Candidates are timed side by side in rounds,
+the order alternating ``A, B, C`` / ``C, B, A`` from round to round, so that machine
+noise hits all of them alike. Each sample times ``inner`` back-to-back calls so that
+even microsecond-sized work is measured well above the timer's resolution.
 """
 from __future__ import annotations
 
 import math
 import statistics
+import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
-
-__all__ = ["Timing", "synchronize", "time_calls", "calibrate_inner", "interleaved_timings", "ratio"]
 
 
 @dataclass
@@ -57,23 +56,19 @@ def time_calls(fn: Callable[[], object], calls: int, device: torch.device | str)
     return (time.perf_counter() - start) / calls
 
 
-def calibrate_inner(fn: Callable[[], object], min_sample_s: float, device: torch.device | str,
-                    max_inner: int = 10_000) -> int:
-    """Smallest number of calls whose total time reaches ``min_sample_s`` (at least 1)."""
+def calibrate_inner(fn: Callable[[], object], min_sample_s: float, device: torch.device | str) -> int:
+    """Smallest number of calls (1 to 10,000) whose total time reaches ``min_sample_s``."""
     per_call = time_calls(fn, 1, device)
     if per_call < min_sample_s / 10:                   # re-measure tiny work over a few calls
         per_call = time_calls(fn, 10, device)
-    return max(1, min(max_inner, math.ceil(min_sample_s / max(per_call, 1e-9))))
+    return max(1, min(10_000, math.ceil(min_sample_s / max(per_call, 1e-9))))
 
 
 def interleaved_timings(candidates: Mapping[str, Callable[[], object]], *, rounds: int,
                         warmup: int = 1, min_sample_s: float = 0.0,
                         device: torch.device | str = "cpu") -> dict[str, Timing]:
-    """Time every candidate ``rounds`` times, interleaved, after ``warmup`` calls of each.
-
-    Returns one :class:`Timing` per candidate (same keys as ``candidates``),
-    whose ``samples_s[i]`` is the seconds per call in round ``i``.
-    """
+    """Time every candidate ``rounds`` times, interleaved, after ``warmup`` calls of each;
+    one :class:`Timing` per candidate, ``samples_s[i]`` from round ``i``."""
     if not candidates:
         raise ValueError("interleaved_timings needs at least one candidate, got none")
     if rounds < 1 or warmup < 0:
@@ -98,3 +93,20 @@ def ratio(candidate: Timing, baseline: Timing) -> dict[str, float]:
     return {"ratio_of_medians": candidate.median_s / baseline.median_s,
             "median_round_ratio": statistics.median(per_round),
             "ratio_of_minimums": candidate.min_s / baseline.min_s}
+
+
+def time_command(command: list[str], cwd: str | Path = ".", timeout_s: float | None = None) -> dict:
+    """Run ``command`` in ``cwd``: ``{"command", "wall_s", "returncode", "timed_out", "tail"}``
+    (the last 5 output lines). After ``timeout_s`` it is killed: ``returncode`` None."""
+    if not command:
+        raise ValueError("time_command needs a non-empty command, got []")
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout_s)
+        returncode, output, timed_out = done.returncode, done.stdout + done.stderr, False
+    except subprocess.TimeoutExpired as exc:             # its stdout is bytes even with text=True
+        returncode, timed_out = None, True
+        output = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+    tail = "\n".join(output.strip().splitlines()[-5:])
+    return {"command": " ".join(command), "wall_s": time.perf_counter() - start, "returncode": returncode,
+            "timed_out": timed_out, "tail": tail}

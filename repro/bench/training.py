@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
@@ -32,9 +32,6 @@ from repro.device import autocast, resolve_flag
 from .compile_check import dynamo_counts
 from .plain import build_plain_same_macs
 from .timing import synchronize, time_calls
-
-__all__ = ["TrainCase", "NETWORKS", "CIFAR_TRAIN_IMAGES", "FLOP_PER_MAC_TRAIN", "load_case_config",
-           "build_network", "measure_case", "bench_cases", "add_speed_vs_plain", "experiment_cases"]
 
 NETWORKS = ("gcnn", "plain")
 CIFAR_TRAIN_IMAGES = 50_000
@@ -82,15 +79,13 @@ def build_network(case: TrainCase, config: Any) -> tuple[nn.Module, float]:
 
 @dataclass
 class _Step:
-    """One training step of a case and what it runs on."""
+    """One training step of a case: ``run(batch)`` trains on the next ``batch`` pool images."""
 
-    run: Callable[[int], None]          # run(batch): one step on the next ``batch`` pool images
-    model: nn.Module
-    config: Any
+    run: Callable[[int], None]
     macs: int
     params: int
     width: float
-    settings: dict = field(default_factory=dict)
+    settings: dict
 
 
 def _make_step(case: TrainCase, config: Any, device: torch.device, pool: int, seed: int,
@@ -139,7 +134,7 @@ def _make_step(case: TrainCase, config: Any, device: torch.device, pool: int, se
                 "compile": bool(config.compile), "compile_backend": compile_backend if config.compile else None,
                 "optimizer": type(optimizer).__name__,
                 "optim": {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}}
-    return _Step(run, model, config, macs, params, width, settings)
+    return _Step(run, macs, params, width, settings)
 
 
 def _peak_memory(device: torch.device, step: Callable[[], None]) -> int | None:
@@ -188,8 +183,8 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
         "case": case.name, "overrides": list(case.overrides), "network": case.network,
         "experiment": next((o.split("=", 1)[1] for o in case.overrides if o.startswith("experiment=")), None),
         "epochs": config.epochs,
-        "arch": step.config.model.name, "group": "plain" if case.network == "plain" else step.config.group.name,
-        "mac_group": step.config.group.name, "width": step.width, **step.settings, "batch": batch,
+        "arch": config.model.name, "group": "plain" if case.network == "plain" else config.group.name,
+        "mac_group": config.group.name, "width": step.width, **step.settings, "batch": batch,
         "steps": steps, "warmup": warmup, "params": step.params, "macs_per_image": step.macs,
         "step_s": step_s, "step_samples_s": samples, "first_step_s": first_s,
         "compile_s": max(0.0, first_s - step_s) if config.compile else None,
@@ -228,18 +223,14 @@ def add_speed_vs_plain(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def experiment_cases(experiments: Iterable[str], groups: Iterable[str], *, plain_for: Iterable[str] = ("p4m",),
-                     compile_modes: Iterable[bool | None] = (None,), extra: Iterable[str] = ()) -> list[TrainCase]:
-    """Every ``experiment x group`` (and, for the groups in ``plain_for``, the plain
-    network with the same MACs), once per entry of ``compile_modes`` (``None``: the
-    config's own ``compile``); ``extra`` overrides are added to every case."""
+def experiment_cases(experiments: Iterable[str], groups: Iterable[str], extra: Iterable[str] = ()) -> list[TrainCase]:
+    """Every ``experiment x group``, the p4m network followed by the plain network with
+    its MACs; ``extra`` overrides are added to every case."""
     cases = []
     for experiment in experiments:
-        for compiled in compile_modes:
-            for group in groups:
-                overrides = (f"experiment={experiment}", f"group={group}", *extra) \
-                    + (() if compiled is None else (f"compile={str(compiled).lower()}",))
-                cases.append(TrainCase(overrides))
-                if group in plain_for:
-                    cases.append(TrainCase(overrides, "plain"))
+        for group in groups:
+            overrides = (f"experiment={experiment}", f"group={group}", *extra)
+            cases.append(TrainCase(overrides))
+            if group == "p4m":
+                cases.append(TrainCase(overrides, "plain"))
     return cases
