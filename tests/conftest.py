@@ -1,6 +1,10 @@
 """Shared fixtures: groups, float64 inputs and the exact equivariance check."""
 from __future__ import annotations
 
+import importlib.util
+import sys
+import types
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -10,6 +14,16 @@ from torch import nn
 import gcnn
 
 TOL = 1e-10  # float64: exact up to round-off
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str) -> types.ModuleType:
+    """``scripts/<name>.py`` imported as a module (the scripts are entry points, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(params=gcnn.GROUP_NAMES)

@@ -3,12 +3,12 @@ obey the equivariance law exactly, a misplaced map is caught, and the script wri
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
+from conftest import load_script
 from PIL import Image
 
 import gcnn
@@ -154,16 +154,9 @@ def test_bad_arguments_name_the_value(kwargs, name):
 
 # --- the script -----------------------------------------------------------------------------
 
-def _script():
-    spec = importlib.util.spec_from_file_location("figures_cli", ROOT / "scripts" / "figures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_script_writes_png_and_gif_for_each_group(tmp_path, capsys):
     out = tmp_path / "figures"
-    code = _script().main(["--out", str(out), "--groups", "p4", "p4m", "--image-size", "9", "--dpi", "30"])
+    code = load_script("figures").main(["--out", str(out), "--groups", "p4", "p4m", "--image-size", "9", "--dpi", "30"])
     assert code == 0 and "equivariance law holds" in capsys.readouterr().out
     for group, order in (("p4", 4), ("p4m", 8)):
         Image.open(out / f"equivariance_{group}.png").verify()
@@ -173,5 +166,5 @@ def test_script_writes_png_and_gif_for_each_group(tmp_path, capsys):
 
 def test_script_rejects_an_unknown_group(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        _script().main(["--out", str(tmp_path), "--groups", "z2"])
+        load_script("figures").main(["--out", str(tmp_path), "--groups", "z2"])
     assert exit_info.value.code == 2
