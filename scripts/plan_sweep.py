@@ -30,8 +30,7 @@ from typing import Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-__all__ = ["DATASETS", "PAPER_NETWORKS", "TRAIN_COST_FACTOR", "ASSUMED_EFFICIENCY", "SweepPlan", "augments",
-           "sweep_macs", "measure_matmul_throughput", "estimate_text", "confirm", "parse_train_sizes", "main"]
+from gcnn.validation import check_choice  # noqa: E402
 
 # (train images, test images, classes, input shape) of the data sets the sweep can use.
 DATASETS = {"cifar10": (50_000, 10_000, 10, (3, 32, 32)), "cifar100": (50_000, 10_000, 100, (3, 32, 32))}
@@ -66,14 +65,11 @@ class SweepPlan:
     equal_steps: bool = False
 
     def __post_init__(self) -> None:
-        if self.data not in (*DATASETS, FOLDER):
-            raise ValueError(f"data={self.data!r} is not valid; expected one of {[*sorted(DATASETS), FOLDER]}")
-        if self.data_format not in DATASETS:
-            raise ValueError(f"format={self.data_format!r} is not valid; expected one of {sorted(DATASETS)}")
+        check_choice("data", self.data, [*sorted(DATASETS), FOLDER])
+        check_choice("format", self.data_format, sorted(DATASETS))
         known = augments()
         for augment in self.augments:
-            if augment not in known:
-                raise ValueError(f"augment={augment!r} is not valid; expected one of {known}")
+            check_choice("augment", augment, known)
         if not self.seeds:
             raise ValueError("seeds is empty; give at least one seed, e.g. 0,1,2")
         full = self.sizes[0]
@@ -93,9 +89,14 @@ class SweepPlan:
                 for seed in self.seeds]
 
     @property
+    def dataset(self) -> str:
+        """The official data set the sweep is estimated on (a folder's format)."""
+        return self.data_format if self.data == FOLDER else self.data
+
+    @property
     def sizes(self) -> tuple:
         """(train images, test images, classes, input shape) of the sweep's data set."""
-        return DATASETS[self.data_format if self.data == FOLDER else self.data]
+        return DATASETS[self.dataset]
 
     def images_seen(self, arch: str, size: int | None) -> int:
         """Training images one job processes (all epochs)."""
@@ -114,8 +115,7 @@ def model_macs(arch: str, group: str, data: str) -> int:
 def sweep_macs(plan: SweepPlan, macs_of: Callable[[str, str, str], int] = model_macs) -> int:
     """Total multiply-accumulates of the sweep (see the module docstring)."""
     test = plan.sizes[1]
-    kind = plan.data_format if plan.data == FOLDER else plan.data
-    per_image = {(arch, group): macs_of(arch, group, kind)
+    per_image = {(arch, group): macs_of(arch, group, plan.dataset)
                  for arch, groups in plan.networks.items() for group in groups}
     return sum((TRAIN_COST_FACTOR * plan.images_seen(arch, size) + plan.epochs[arch] * test) * per_image[arch, group]
                for arch, group, _, size, _ in plan.jobs())
@@ -152,8 +152,7 @@ def _sizes_text(plan: SweepPlan) -> str:
 
 def estimate_text(plan: SweepPlan, total_macs: int, macs_per_s: float) -> str:
     """The human-readable estimate printed before the sweep."""
-    effective = macs_per_s * ASSUMED_EFFICIENCY
-    seconds = total_macs / effective
+    seconds = total_macs / (macs_per_s * ASSUMED_EFFICIENCY)
     epochs = ", ".join(f"{arch} {n}" for arch, n in plan.epochs.items())
     networks = ", ".join(f"{arch}: {'/'.join(groups)}" for arch, groups in plan.networks.items())
     per_run = seconds / len(plan.jobs())
@@ -191,12 +190,11 @@ def recipe_epochs(arch: str, config_dir: Path = CONFIG_DIR) -> int | None:
 
 
 def _parse_epochs(text: str | None, archs: Sequence[str]) -> dict[str, int]:
-    if text:
-        if "=" not in text:
-            return {arch: int(text) for arch in archs}
-        pairs = dict(item.split("=", 1) for item in text.split(","))
-        return {arch: int(pairs[arch]) if arch in pairs else recipe_epochs(arch) for arch in archs}
-    return {arch: recipe_epochs(arch) for arch in archs}
+    """``N`` for every network or ``arch=N,...``; a network not named gets its paper recipe's."""
+    if text and "=" not in text:
+        return {arch: int(text) for arch in archs}
+    pairs = dict(item.split("=", 1) for item in text.split(",")) if text else {}
+    return {arch: int(pairs[arch]) if arch in pairs else recipe_epochs(arch) for arch in archs}
 
 
 def parse_train_sizes(text: str) -> tuple[int | None, ...]:

@@ -1,25 +1,17 @@
 """The sweep-cost estimate of scripts/plan_sweep.py: arithmetic by hand, validation, asking first."""
 from __future__ import annotations
 
-import importlib.util
 import io
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_plan():
-    spec = importlib.util.spec_from_file_location("plan_sweep", ROOT / "scripts" / "plan_sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
-
-
-plan = _load_plan()
+plan = load_script("plan_sweep")
 
 
 def test_sweep_macs_by_hand():

@@ -3,7 +3,6 @@ averaged), excluded runs, the paper Δ rule, data efficiency, robustness, figure
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
 import os
@@ -15,14 +14,15 @@ from pathlib import Path
 import matplotlib.image
 import pandas as pd
 import pytest
+from conftest import load_script
 
-from repro.report import (GROUP_COLORS, RunFileWarning, build_report, collect_runs, column_label,
-                          convergence_summary, crossing_size, data_efficiency, load_reference, summarize)
-from repro.report import recipe
-from repro.report.plots import _size_positions, convergence_figure, data_efficiency_figure
+from repro.report import RunFileWarning, build_report, collect_runs, load_reference, recipe
+from repro.report.efficiency import Crossing, crossing_size, data_efficiency
+from repro.report.plots import (GROUP_COLORS, _size_positions, convergence_figure, data_efficiency_figure,
+                                robustness_figure)
 from repro.report.recipe import short_difference
 from repro.report.robustness import P4M_ELEMENTS, robustness_summary
-from repro.report.table import format_error
+from repro.report.table import column_label, convergence_summary, format_error, summarize
 from repro.train.identity import identity_hash, identity_items
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,12 +206,13 @@ def test_finished_run_without_metrics_warns_and_stays_in_the_table(tmp_path):
     assert len(runs.runs) == 1 and runs.curves.empty
 
 
-def test_result_without_required_keys_is_corrupt(tmp_path):
+@pytest.mark.parametrize("key", ["final_test_error", "config"])
+def test_result_without_required_keys_is_corrupt(tmp_path, key):
     run = write_run(tmp_path / "r")
     result = json.loads((run / "result.json").read_text())
-    del result["final_test_error"]
+    del result[key]
     (run / "result.json").write_text(json.dumps(result))
-    with pytest.warns(RunFileWarning, match="lacks keys \\['final_test_error'\\]"):
+    with pytest.warns(RunFileWarning, match=f"lacks keys \\['{key}'\\]"):
         runs = collect_runs([tmp_path])
     assert runs.runs.empty and runs.excluded["status"].tolist() == ["corrupt"]
 
@@ -320,13 +321,6 @@ def test_missing_path_raises_value_error(tmp_path):
         collect_runs([tmp_path / "nowhere"])
 
 
-def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_exits_2_with_a_clear_message_when_no_runs_are_found(tmp_path):
     (tmp_path / "empty").mkdir()
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "report.py"), str(tmp_path / "empty"),
@@ -336,7 +330,7 @@ def test_cli_exits_2_with_a_clear_message_when_no_runs_are_found(tmp_path):
 
 
 def test_cli_builds_from_several_paths_and_prints_warnings(sweep, tmp_path, capsys):
-    code = _load_script("report").main([str(sweep / "multirun"), str(sweep / "single"),
+    code = load_script("report").main([str(sweep / "multirun"), str(sweep / "single"),
                                         "--out", str(tmp_path / "out")])
     out, err = capsys.readouterr()
     assert code == 0 and "7 finished run(s) averaged, 5 excluded" in out
@@ -506,15 +500,10 @@ def test_crossing_size_interpolates_on_a_log_scale_of_size():
     assert crossing.kind == "between" and crossing.size == pytest.approx(math.sqrt(100 * 1000), rel=1e-12)
     crossing = crossing_size([1000, 100, 300], [10.0, 30.0, 15.0], 20.0)  # unsorted input
     assert crossing.size == pytest.approx(100 * 3 ** (2 / 3), rel=1e-12)  # 2/3 of the way from 100 to 300
-    assert crossing_size([100, 1000], [19.0, 10.0], 20.0) == recipe_crossing("at_smallest", 100.0)
-    assert crossing_size([100, 1000], [40.0, 25.0], 20.0) == recipe_crossing("not_reached", None)
+    assert crossing_size([100, 1000], [19.0, 10.0], 20.0) == Crossing("at_smallest", 100.0)
+    assert crossing_size([100, 1000], [40.0, 25.0], 20.0) == Crossing("not_reached", None)
     # not monotonic: the first crossing from the smallest size up counts
     assert crossing_size([10, 100, 1000], [30.0, 10.0, 25.0], 20.0).size == pytest.approx(10 * 10 ** 0.5, rel=1e-12)
-
-
-def recipe_crossing(kind: str, size: float | None):
-    from repro.report.efficiency import Crossing
-    return Crossing(kind, size)
 
 
 def test_data_efficiency_table_and_plot_by_hand(tmp_path):
@@ -576,13 +565,11 @@ def test_robustness_table_by_hand_and_figure(tmp_path):
     per_run = pd.read_csv(tmp_path / "out" / "robustness.csv")
     assert len(per_run) == 4 * (8 + 24)
     assert _png_is_drawn(tmp_path / "out" / "robustness.png")
-    from repro.report.plots import robustness_figure
     assert len(robustness_figure(report.robustness).axes) == 2  # p4m elements and 15-degree rotations
 
 
 def test_cifar_robustness_has_only_the_p4m_panel(tmp_path):
     write_run(tmp_path / "r", robustness=_robustness(10.0, flat=False, rotations=False))
-    from repro.report.plots import robustness_figure
     summary = robustness_summary(collect_runs([tmp_path]).runs)
     assert set(summary["kind"]) == {"p4m"} and len(robustness_figure(summary).axes) == 1
 
@@ -600,7 +587,7 @@ def test_wandb_logs_the_report_offline(tmp_path, monkeypatch, capsys):
         write_run(tmp_path / "runs" / f"z2-{seed}", model="rotmnist", data="digits_rot", seed=seed,
                   final=10.0 + seed, overrides={"sweep_name": "my_sweep", "logger.project": "my_project"},
                   robustness=_robustness(10.0, flat=False, rotations=True))
-    assert _load_script("report").main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--wandb"]) == 0
+    assert load_script("report").main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--wandb"]) == 0
     assert "wandb (offline): project my_project, group my_sweep" in capsys.readouterr().out
     offline = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
     assert len(offline) == 1
@@ -614,7 +601,7 @@ def test_wandb_logs_the_report_offline(tmp_path, monkeypatch, capsys):
 def test_wandb_group_must_be_named_when_sweeps_disagree(tmp_path, capsys):
     write_run(tmp_path / "a", overrides={"sweep_name": "one"})
     write_run(tmp_path / "b", seed=1, overrides={"sweep_name": "two"})
-    assert _load_script("report").main([str(tmp_path), "--out", str(tmp_path / "out"), "--wandb"]) == 2
+    assert load_script("report").main([str(tmp_path), "--out", str(tmp_path / "out"), "--wandb"]) == 2
     assert "error: the runs name 2 sweeps (one, two); give the wandb group with --wandb-group" in \
         capsys.readouterr().err
 

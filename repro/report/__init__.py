@@ -5,20 +5,12 @@
 experiment (identity up to the seed) and labels the variants, :mod:`.table` aggregates
 them, :mod:`.efficiency` and :mod:`.robustness` compute the data-efficiency and
 robustness tables, :mod:`.render` writes Markdown/LaTeX, :mod:`.plots` draws the
-figures, :mod:`.reference` reads the paper's numbers and :mod:`.dashboard` logs the
-report to wandb.
+figures, :mod:`.reference` reads the paper's numbers, :mod:`.dashboard` logs the
+report to wandb and :mod:`.values` holds the missing-value and sort helpers.
 """
 from .build import Report, build_report
 from .collect import RunCollection, RunFileWarning, collect_runs, find_run_dirs
-from .efficiency import crossing_size, data_efficiency
-from .plots import GROUP_COLORS, GROUP_MARKERS, plot_convergence, plot_data_efficiency, plot_robustness
 from .reference import DEFAULT_REFERENCE, load_reference
-from .robustness import robustness_summary
-from .table import column_label, convergence_summary, summarize, wide_sections
 
-__all__ = [
-    "Report", "build_report", "RunCollection", "RunFileWarning", "collect_runs", "find_run_dirs",
-    "crossing_size", "data_efficiency", "GROUP_COLORS", "GROUP_MARKERS", "plot_convergence",
-    "plot_data_efficiency", "plot_robustness", "DEFAULT_REFERENCE", "load_reference", "robustness_summary",
-    "column_label", "convergence_summary", "summarize", "wide_sections",
-]
+__all__ = ["Report", "build_report", "RunCollection", "RunFileWarning", "collect_runs", "find_run_dirs",
+           "DEFAULT_REFERENCE", "load_reference"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -11,13 +11,11 @@ import pandas as pd
 from ..io import write_text
 from .collect import RunCollection, collect_runs
 from .efficiency import data_efficiency
-from .plots import plot_convergence, plot_data_efficiency, plot_robustness
+from .plots import convergence_figure, data_efficiency_figure, robustness_figure, save_figure
 from .reference import DEFAULT_REFERENCE, load_reference
 from .render import render_latex, render_markdown
 from .robustness import robustness_runs, robustness_summary
 from .table import convergence_summary, summarize
-
-__all__ = ["Report", "build_report"]
 
 # Columns of runs.csv that are Python objects rather than values.
 OBJECT_COLUMNS = ["mtime", "items", "robustness"]
@@ -30,10 +28,10 @@ class Report:
     out_dir: Path
     files: list[Path]
     collection: RunCollection
-    figures: list[Path] = field(default_factory=list)
-    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
-    efficiency: pd.DataFrame = field(default_factory=pd.DataFrame)
-    robustness: pd.DataFrame = field(default_factory=pd.DataFrame)
+    figures: list[Path]
+    summary: pd.DataFrame
+    efficiency: pd.DataFrame
+    robustness: pd.DataFrame
 
 
 def build_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
@@ -56,18 +54,16 @@ def build_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     convergence = convergence_summary(collection.curves)
     efficiency = data_efficiency(summary)
     robustness = robustness_summary(collection.runs)
-    figures = (plot_convergence(collection.curves, out) + plot_data_efficiency(collection.runs, out, efficiency)
-               + plot_robustness(robustness, out))
+    figures = (save_figure(convergence_figure(collection.curves), out / "convergence")
+               + save_figure(data_efficiency_figure(collection.runs, efficiency), out / "data_efficiency")
+               + save_figure(robustness_figure(robustness), out / "robustness"))
     markdown = render_markdown(summary, collection, convergence, inputs, figures, efficiency, robustness)
     tables = {"table.md": markdown, "table.csv": summary.to_csv(index=False), "table.tex": render_latex(summary),
               "runs.csv": collection.runs.drop(columns=OBJECT_COLUMNS).to_csv(index=False),
               "excluded.csv": collection.excluded.to_csv(index=False)}
-    if not convergence.empty:
-        tables["convergence.csv"] = convergence.to_csv(index=False)
-    if not efficiency.empty:
-        tables["data_efficiency.csv"] = efficiency.to_csv(index=False)
-    if not robustness.empty:
-        tables["robustness.csv"] = robustness_runs(collection.runs).to_csv(index=False)
+    optional = {"convergence.csv": convergence, "data_efficiency.csv": efficiency,
+                "robustness.csv": robustness_runs(collection.runs)}
+    tables.update({name: frame.to_csv(index=False) for name, frame in optional.items() if not frame.empty})
     files = [write_text(out / name, text) for name, text in tables.items()]
     return Report(out_dir=out, files=files + figures, collection=collection, figures=figures,
                   summary=summary, efficiency=efficiency, robustness=robustness)

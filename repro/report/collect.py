@@ -11,7 +11,6 @@ raise a :class:`RunFileWarning` naming the file and are kept in ``warnings``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -20,14 +19,10 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from repro.train.identity import identity_hash
+from repro.train.identity import identity_hash, identity_items
 
-from .recipe import label_cells, run_items
-
-__all__ = [
-    "RESULT_FILE", "METRICS_FILE", "RUN_FIELDS", "RunFileWarning", "RunCollection",
-    "find_run_dirs", "collect_runs",
-]
+from .recipe import label_cells
+from .values import rank, whole
 
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
@@ -36,7 +31,7 @@ HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 # Display fields of every run (excluded ones too); which runs are the same experiment is
 # decided by their identity (repro.report.recipe), not by these.
 RUN_FIELDS = ("model", "group", "augment", "data", "train_size", "seed", "epochs")
-REQUIRED_RESULT_KEYS = (*RUN_FIELDS, "status", "final_test_error")
+REQUIRED_RESULT_KEYS = (*RUN_FIELDS, "status", "final_test_error", "config")
 METRIC_COLUMNS = ("epoch", "train_loss", "train_error", "test_loss", "test_error",
                   "lr", "epoch_time_s", "images_per_s")
 OPTIONAL_RESULT_KEYS = ("best_test_error", "best_epoch", "final_train_loss", "params", "macs",
@@ -47,8 +42,6 @@ RUN_COLUMNS = ["path", "status", "reason", *RUN_FIELDS, "data_format", "final_te
 EXCLUDED_COLUMNS = ["path", "status", "reason", *RUN_FIELDS]
 CURVE_KEYS = ["path", "model", "group", "augment", "data", "data_label", "train_size", "epochs",
               "budget", "variant", "recipe", "seed"]
-
-
 # Training images of the full training sets (before a validation split), used when a
 # result.json predates the ``n_train`` field: digits_rot's fixed split (repro/data/digits.py)
 # and CIFAR's 50k.
@@ -77,11 +70,6 @@ class RunCollection:
     warnings: list[str] = field(default_factory=list)
 
 
-def _is_run_dir(dirpath: Path, filenames: list[str]) -> bool:
-    return (RESULT_FILE in filenames or METRICS_FILE in filenames or CHECKPOINT_FILE in filenames
-            or (dirpath / HYDRA_CONFIG).is_file())
-
-
 def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Every directory at or below ``paths`` that holds a result, metrics or checkpoint
     file or Hydra's saved config (a job that died before its first epoch), sorted and
@@ -91,11 +79,10 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
         root = Path(raw)
         if not root.exists():
             raise ValueError(f"path {str(raw)!r} does not exist; give run directories or sweep directories")
-        if root.is_file():
-            root = root.parent
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, dirnames, filenames in os.walk(root.parent if root.is_file() else root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            if _is_run_dir(Path(dirpath), filenames):
+            if ({RESULT_FILE, METRICS_FILE, CHECKPOINT_FILE} & set(filenames)
+                    or (Path(dirpath) / HYDRA_CONFIG).is_file()):
                 found.add(Path(dirpath).resolve())
     return sorted(found)
 
@@ -107,9 +94,7 @@ def _warn(messages: list[str], text: str) -> None:
 
 def _name_of(value: Any) -> Any:
     """Config choices may be stored as a name or as a dict with a ``name``."""
-    if isinstance(value, dict):
-        return value.get("name")
-    return value
+    return value.get("name") if isinstance(value, dict) else value
 
 
 def _read_metrics(run_dir: Path, messages: list[str]) -> pd.DataFrame:
@@ -135,23 +120,20 @@ def _read_metrics(run_dir: Path, messages: list[str]) -> pd.DataFrame:
 
 
 def _read_result(run_dir: Path, messages: list[str]) -> tuple[dict | None, str | None]:
-    """``(result, problem)``: the parsed result.json, or None and why not."""
+    """``(result, problem)``: the parsed result.json, or None and why not (None when absent)."""
     path = run_dir / RESULT_FILE
     if not path.exists():
         return None, None
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
+        problem = None if isinstance(result, dict) else f"corrupt {RESULT_FILE} (not a JSON object)"
     except (ValueError, UnicodeDecodeError) as err:
-        problem = f"corrupt {RESULT_FILE} ({err})"
-        _warn(messages, f"{path}: {problem}; run excluded")
-        return None, problem
-    if not isinstance(result, dict):
-        problem = f"corrupt {RESULT_FILE} (not a JSON object)"
-        _warn(messages, f"{path}: {problem}; run excluded")
-        return None, problem
-    missing = [key for key in REQUIRED_RESULT_KEYS if key not in result]
-    if missing and result.get("status") == "finished":
-        problem = f"{RESULT_FILE} lacks keys {missing}"
+        result, problem = None, f"corrupt {RESULT_FILE} ({err})"
+    if problem is None and result.get("status") == "finished":
+        missing = [key for key in REQUIRED_RESULT_KEYS if key not in result]
+        if missing or not isinstance(result["config"], dict):
+            problem = f"{RESULT_FILE} lacks keys {missing}" if missing else f"{RESULT_FILE} has no config mapping"
+    if problem:
         _warn(messages, f"{path}: {problem}; run excluded")
         return None, problem
     return result, None
@@ -168,13 +150,7 @@ def _read_planned_config(run_dir: Path) -> dict:
     except Exception:  # noqa: BLE001 - any unreadable config just leaves the fields unknown
         return {}
     data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
-    return {"model": _name_of(cfg.get("model")), "group": _name_of(cfg.get("group")),
-            "augment": _name_of(cfg.get("augment")), "data": _name_of(cfg.get("data")),
-            "train_size": data.get("train_size"), "seed": cfg.get("seed"), "epochs": cfg.get("epochs")}
-
-
-def _display_fields(source: dict) -> dict:
-    return {key: _name_of(source.get(key)) for key in RUN_FIELDS}
+    return {**{key: cfg.get(key) for key in RUN_FIELDS}, "train_size": data.get("train_size")}
 
 
 def _progress(metrics: pd.DataFrame, planned: Any) -> str:
@@ -184,57 +160,40 @@ def _progress(metrics: pd.DataFrame, planned: Any) -> str:
     return f"reached epoch {int(metrics['epoch'].max())}{total}"
 
 
-def _config(result: dict) -> dict:
-    return result["config"] if isinstance(result.get("config"), dict) else {}
-
-
-def _config_section(result: dict, name: str) -> dict:
-    section = _config(result).get(name)
-    return section if isinstance(section, dict) else {}
+def _training_images(result: dict) -> int | None:
+    """Number of training images: recorded, the subset size, or the full set's known size."""
+    for key in ("n_train", "train_size"):
+        if isinstance(result.get(key), int):
+            return result[key]
+    full = FULL_TRAIN_SIZES.get(_name_of(result["data"]))
+    val_size = (result["config"].get("data") or {}).get("val_size") or 0
+    return full - int(val_size) if full is not None else None
 
 
 def _load_run(run_dir: Path, messages: list[str]) -> tuple[dict, pd.DataFrame]:
     """``(record, metrics)`` for one directory; ``record['status']`` says where it goes."""
     metrics = _read_metrics(run_dir, messages)
     result, problem = _read_result(run_dir, messages)
-    record: dict[str, Any] = {"path": str(run_dir)}
-    if result is None:
-        record.update(_display_fields(_read_planned_config(run_dir)))
-        if problem:
-            record.update(status="corrupt", reason=f"{problem}; {_progress(metrics, record['epochs'])}")
-        else:
-            record.update(status="unfinished",
-                          reason=f"no {RESULT_FILE}; {_progress(metrics, record['epochs'])}")
-        return record, metrics
-    record.update(_display_fields(result))
-    status = result.get("status")
-    if status != "finished":
-        record.update(status="unfinished",
-                      reason=f"status {status!r} in {RESULT_FILE}; {_progress(metrics, record['epochs'])}")
+    fields = result if result is not None else _read_planned_config(run_dir)
+    record: dict[str, Any] = {"path": str(run_dir), **{key: _name_of(fields.get(key)) for key in RUN_FIELDS}}
+    if result is None or result.get("status") != "finished":
+        why = problem or (f"no {RESULT_FILE}" if result is None
+                          else f"status {result.get('status')!r} in {RESULT_FILE}")
+        record.update(status="corrupt" if problem else "unfinished",
+                      reason=f"{why}; {_progress(metrics, record['epochs'])}")
         return record, metrics
     if not len(metrics):
         _warn(messages, f"{run_dir / METRICS_FILE}: missing or empty; run kept in the table, "
                         "left out of the convergence plot")
-    items = run_items(result)
+    config = result["config"]
+    items = identity_items(config)
     record.update({key: result.get(key) for key in OPTIONAL_RESULT_KEYS})
     record.update(status="finished", reason="", final_test_error=float(result["final_test_error"]),
                   n_train=_training_images(result), items=items, identity=identity_hash(items),
-                  data_format=items.get("data.format"),
-                  sweep_name=_config(result).get("sweep_name"),
-                  logger_project=_config_section(result, "logger").get("project"),
+                  data_format=items.get("data.format"), sweep_name=config.get("sweep_name"),
+                  logger_project=(config.get("logger") or {}).get("project"),
                   mtime=(run_dir / RESULT_FILE).stat().st_mtime)
     return record, metrics
-
-
-def _training_images(result: dict) -> int | None:
-    """Number of training images: recorded, the subset size, or the full set's known size."""
-    if isinstance(result.get("n_train"), int):
-        return result["n_train"]
-    if isinstance(result.get("train_size"), int):
-        return result["train_size"]
-    full = FULL_TRAIN_SIZES.get(_name_of(result.get("data")))
-    val_size = _config_section(result, "data").get("val_size") or 0
-    return full - int(val_size) if full is not None else None
 
 
 def _split_duplicates(finished: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -263,41 +222,14 @@ def collect_runs(paths: Iterable[str | os.PathLike]) -> RunCollection:
             curves.append(metrics.assign(path=record["path"]))
     table = pd.DataFrame(records, columns=RUN_COLUMNS)
     for column in ("train_size", "seed", "epochs"):
-        table[column] = pd.Series([_int_or_none(v) for v in table[column]], index=table.index, dtype=object)
+        table[column] = pd.Series([whole(v) for v in table[column]], index=table.index, dtype=object)
     kept, duplicates = _split_duplicates(table[table["status"] == "finished"])
     excluded = pd.concat([table[table["status"] != "finished"], duplicates], ignore_index=True)
     kept = label_cells(kept.sort_values(["data", "model", "group", "augment", "seed", "path"],
-                                        key=_sort_key).reset_index(drop=True))
-    excluded = excluded[EXCLUDED_COLUMNS].reset_index(drop=True)
-    return RunCollection(runs=kept, curves=_join_curves(curves, kept), excluded=excluded, warnings=messages)
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _int_or_none(value: Any) -> Any:
-    """Whole numbers as int, missing as None, anything else unchanged."""
-    if _is_missing(value):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _sort_key(column: pd.Series) -> pd.Series:
-    """Numbers first (numerically), then strings, then missing values."""
-    def rank(value: Any) -> tuple:
-        if _is_missing(value):
-            return (2, 0.0, "")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return (0, float(value), "")
-        return (1, 0.0, str(value))
-    return column.map(rank)
-
-
-def _join_curves(curves: list[pd.DataFrame], kept: pd.DataFrame) -> pd.DataFrame:
-    if not curves:
-        return pd.DataFrame(columns=[*METRIC_COLUMNS, *CURVE_KEYS])
-    joined = pd.concat(curves, ignore_index=True)
-    return joined.merge(kept[CURVE_KEYS], on="path", how="inner")
+                                        key=lambda column: column.map(rank)).reset_index(drop=True))
+    if curves:
+        curves = pd.concat(curves, ignore_index=True).merge(kept[CURVE_KEYS], on="path", how="inner")
+    else:
+        curves = pd.DataFrame(columns=[*METRIC_COLUMNS, *CURVE_KEYS])
+    return RunCollection(runs=kept, curves=curves, excluded=excluded[EXCLUDED_COLUMNS].reset_index(drop=True),
+                         warnings=messages)

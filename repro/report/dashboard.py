@@ -8,21 +8,20 @@ them later). ``wandb`` is imported only here.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .build import Report
-
-__all__ = ["DEFAULT_PROJECT", "wandb_group", "wandb_project", "log_report"]
+from .values import is_missing
 
 DEFAULT_PROJECT = "gcnn-repro"
 
 
-def _agreed(values: pd.Series) -> list[str]:
-    return sorted({str(v) for v in values if isinstance(v, str) and v})
+def _agreed(report: Report, column: str) -> list[str]:
+    """The distinct names the kept runs give in ``column``."""
+    return sorted({v for v in report.collection.runs[column] if isinstance(v, str) and v})
 
 
 def wandb_group(report: Report, group: str | None = None) -> str:
@@ -30,7 +29,7 @@ def wandb_group(report: Report, group: str | None = None) -> str:
     ValueError naming the names found otherwise."""
     if group:
         return group
-    names = _agreed(report.collection.runs.get("sweep_name", pd.Series(dtype=object)))
+    names = _agreed(report, "sweep_name")
     if len(names) != 1:
         found = f"the runs name {len(names)} sweeps ({', '.join(names)})" if names else "no run names its sweep"
         raise ValueError(f"{found}; give the wandb group with --wandb-group NAME")
@@ -42,13 +41,13 @@ def wandb_project(report: Report, project: str | None = None) -> str:
     else :data:`DEFAULT_PROJECT`."""
     if project:
         return project
-    names = _agreed(report.collection.runs.get("logger_project", pd.Series(dtype=object)))
+    names = _agreed(report, "logger_project")
     return names[0] if len(names) == 1 else DEFAULT_PROJECT
 
 
 def _cell(value: Any) -> Any:
     """A table cell wandb can type: numbers as float, missing as None, anything else as text."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if is_missing(value):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)

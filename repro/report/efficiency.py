@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import pandas as pd
 
-__all__ = ["Crossing", "crossing_size", "data_efficiency", "FAMILY_FIELDS"]
+from .values import is_missing
 
 # Cells that share these are one data-efficiency curve family (one panel of the plot).
 FAMILY_FIELDS = ("model", "data_label", "augment", "budget", "variant")
@@ -46,14 +46,10 @@ def crossing_size(sizes: Sequence[float], errors: Sequence[float], target: float
     return Crossing("not_reached", None)
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _images(cell: pd.Series) -> float | None:
     """Training images of a cell: the recorded ``n_train``, else the subset size."""
     for key in ("n_train", "train_size"):
-        if not _missing(cell.get(key)):
+        if not is_missing(cell.get(key)):
             return float(cell[key])
     return None
 
@@ -71,7 +67,7 @@ def _describe(group: str, crossing: Crossing, full: float | None, curve: pd.Data
 
 
 def _family_rows(family: pd.DataFrame) -> list[dict]:
-    z2_full = family[(family["group"] == "z2") & family["train_size"].map(_missing)]
+    z2_full = family[(family["group"] == "z2") & family["train_size"].map(is_missing)]
     if len(z2_full) != 1:
         return []
     target, full = float(z2_full["test_error_mean"].iloc[0]), _images(z2_full.iloc[0])

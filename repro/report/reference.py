@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["DEFAULT_REFERENCE", "REFERENCE_COLUMNS", "load_reference"]
-
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv"
 REFERENCE_COLUMNS = ("network", "group", "dataset", "augment", "test_error", "params", "preset", "source")
 

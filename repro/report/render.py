@@ -10,11 +10,10 @@ import pandas as pd
 from repro.markdown import markdown_table
 
 from .collect import RunCollection
-from .robustness import KINDS, robustness_tables
-from .table import (Section, column_label, format_number, format_params, format_small,
-                    network_name, sort_cells, wide_sections)
-
-__all__ = ["render_markdown", "render_latex"]
+from .robustness import KINDS
+from .table import (Section, column_label, format_error, format_number, format_params, has_variants, network_name,
+                    sort_cells, wide_sections)
+from .values import is_missing
 
 READING_GUIDE = """\
 How to read the tables: each cell is the **final-epoch test error in %**, mean ± sample
@@ -45,10 +44,6 @@ averaged: they are listed under "Excluded runs".
 """
 
 
-def _common_root(paths: Sequence[str]) -> str:
-    return os.path.commonpath(paths) if paths else ""
-
-
 def _relative(path: str, root: str) -> str:
     relative = os.path.relpath(path, root) if root else path
     return path if relative == "." else relative
@@ -58,14 +53,14 @@ def _per_run_rows(runs: pd.DataFrame, root: str) -> list[list[str]]:
     rows = []
     for run in runs.to_dict("records"):
         best = format_number(run.get("best_test_error"))
-        if not _missing(run.get("best_epoch")):
+        if not is_missing(run.get("best_epoch")):
             best += f" (ep {int(run['best_epoch'])})"
-        equiv = format_small(run.get("equivariance_error"))
-        if not _missing(run.get("equivariance_group")):
+        equiv = format_number(run.get("equivariance_error"), ".1e")
+        if not is_missing(run.get("equivariance_group")):
             equiv += f" ({run['equivariance_group']})"
-        size = "full" if _missing(run["train_size"]) else run["train_size"]
-        wall = "–" if _missing(run.get("wall_time_s")) else f"{float(run['wall_time_s']):.0f}"
-        steps = "–" if _missing(run.get("steps")) else int(run["steps"])
+        size = "full" if is_missing(run["train_size"]) else run["train_size"]
+        wall = format_number(run.get("wall_time_s"), ".0f")
+        steps = "–" if is_missing(run.get("steps")) else int(run["steps"])
         rows.append([_relative(run["path"], root), network_name(run["model"]), run["group"], run["data_label"],
                      run["augment"], size, run["budget"], run["variant"] or "–", run["seed"], steps,
                      format_number(run["final_test_error"]), best, equiv, format_params(run.get("params")),
@@ -78,28 +73,19 @@ PER_RUN_HEADER = ["Run", "Network", "Group", "Data", "Augment", "Train size", "B
                   "Params", "MACs/image", "Wall time (s)", "Identity"]
 
 
-def _sorted_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    return sort_cells(runs, ("data_label", "model", "augment", "train_size", "group", "budget", "variant",
-                             "seed", "path"))
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
-
-
 def _excluded_rows(excluded: pd.DataFrame, root: str) -> list[list[str]]:
     rows = []
     for run in excluded.to_dict("records"):
-        known = not _missing(run["model"])
-        identity = "/".join("?" if _missing(run[k]) else str(run[k]) for k in ("model", "group", "data", "augment"))
-        size = ("full" if _missing(run["train_size"]) else run["train_size"]) if known else "?"
-        seed = "?" if _missing(run["seed"]) else run["seed"]
+        known = not is_missing(run["model"])
+        identity = "/".join("?" if is_missing(run[k]) else str(run[k]) for k in ("model", "group", "data", "augment"))
+        size = ("full" if is_missing(run["train_size"]) else run["train_size"]) if known else "?"
+        seed = "?" if is_missing(run["seed"]) else run["seed"]
         rows.append([_relative(run["path"], root), run["status"], identity, size, seed, run["reason"]])
     return rows
 
 
 def _panel_name(row: dict) -> str:
-    sized = not _missing(row.get("train_size"))
+    sized = not is_missing(row.get("train_size"))
     label = column_label(row["data_label"], row["augment"], row.get("train_size"), sized)
     name = f"{network_name(row['model'])} {label}"
     return name + f", {row['budget']}" + (f", {row['variant']}" if row.get("variant") else "")
@@ -113,13 +99,6 @@ def _convergence_rows(convergence: pd.DataFrame) -> list[list[str]]:
                      format_number(row["error_at_50pct"]), format_number(row["error_final"]),
                      "– (no z2 run)" if reached is None else reached])
     return rows
-
-
-def _section_markdown(section: Section) -> str:
-    note = ""
-    if len(section.sizes) > 1:
-        note = "One column per training-set size (data-efficiency sweep).\n\n"
-    return f"## {section.data}\n\n{note}{markdown_table(section.header, section.rows)}\n"
 
 
 EFFICIENCY_GUIDE = """\
@@ -136,15 +115,15 @@ The curves, the z2 level (dashed) and the crossings (stars) are in `data_efficie
 
 
 def _efficiency_markdown(efficiency: pd.DataFrame) -> str:
-    any_variant = efficiency["variant"].fillna("").astype(bool).any()
+    any_variant = has_variants(efficiency)
     header = ["Network", "Data", "Augment", "Budget"] + (["Variant"] if any_variant else []) \
         + ["Group", "Sizes tried", "z2 full-data error (%)", "Images at that error", "Fraction of full set",
            "In words"]
     rows = []
     for row in efficiency.to_dict("records"):
         bound = "≤ " if row["crossing"] == "at_smallest" else ""
-        size = "–" if _missing(row["size_at_z2_full_error"]) else f"{bound}{row['size_at_z2_full_error']:.0f}"
-        fraction = "–" if _missing(row["fraction_of_full"]) else f"{bound}{row['fraction_of_full']:.2f}x"
+        size = "–" if is_missing(row["size_at_z2_full_error"]) else f"{bound}{row['size_at_z2_full_error']:.0f}"
+        fraction = "–" if is_missing(row["fraction_of_full"]) else f"{bound}{row['fraction_of_full']:.2f}x"
         rows.append([network_name(row["model"]), row["data_label"], row["augment"], row["budget"]]
                     + ([row["variant"] or "–"] if any_variant else [])
                     + [row["group"], row["sizes"], format_number(row["z2_full_error"]), size, fraction, row["text"]])
@@ -165,8 +144,22 @@ number per seed is in `robustness.csv`; the figure is `robustness.png`.
 
 
 def _robustness_markdown(robustness: pd.DataFrame) -> str:
+    """Per kind: one row per cell, one column per transformation, cells ``mean ± std (n=..)``."""
     parts = [ROBUSTNESS_GUIDE]
-    for kind, header, rows in robustness_tables(robustness):
+    for kind, table in robustness.groupby("kind", sort=False):
+        transforms = list(dict.fromkeys(table.sort_values("order", kind="stable")["transform"]))
+        any_variant = has_variants(table)
+        header = ["Network", "Group", "Data", "Augment", "Train size", "Budget"] \
+            + (["Variant"] if any_variant else []) + transforms
+        rows = []
+        for _, cell in table.groupby("recipe", sort=False):
+            first = cell.iloc[0]
+            size = "full" if is_missing(first["train_size"]) else str(int(first["train_size"]))
+            by_name = {row["transform"]: format_error(row["mean"], row["std"], row["n"])
+                       for _, row in cell.iterrows()}
+            rows.append([network_name(first["model"]), first["group"], first["data_label"], first["augment"], size,
+                         first["budget"], *([first["variant"] or "–"] if any_variant else [])]
+                        + [by_name.get(name, "–") for name in transforms])
         parts.append(f"### Test set transformed by: {KINDS.get(kind, kind)}\n\n" + markdown_table(header, rows))
     return "\n".join(parts)
 
@@ -177,12 +170,16 @@ def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergenc
     """The whole ``table.md``: guide, one table per data set, data efficiency, robustness,
     convergence summary, per-run results, excluded runs and warnings."""
     all_paths = list(collection.runs["path"]) + list(collection.excluded["path"])
-    root = _common_root(all_paths)
+    root = os.path.commonpath(all_paths) if all_paths else ""
+    runs = sort_cells(collection.runs, ("data_label", "model", "augment", "train_size", "group", "budget", "variant",
+                                        "seed", "path"))
     parts = ["# G-CNN reproduction: test error (%)\n",
              f"Built by `scripts/report.py` from {len(collection.runs)} finished run(s) "
              f"({len(collection.excluded)} excluded) found under: "
              + ", ".join(f"`{p}`" for p in inputs) + ".\n", READING_GUIDE]
-    parts += [_section_markdown(section) for section in wide_sections(summary)]
+    for section in wide_sections(summary):
+        note = "One column per training-set size (data-efficiency sweep).\n\n" if len(section.sizes) > 1 else ""
+        parts.append(f"## {section.data}\n\n{note}{markdown_table(section.header, section.rows)}")
     if efficiency is not None and not efficiency.empty:
         parts.append(_efficiency_markdown(efficiency))
     if robustness is not None and not robustness.empty:
@@ -198,7 +195,7 @@ def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergenc
         parts.append("Figures: " + ", ".join(f"`{Path(f).name}`" for f in figures) + ".\n\n")
     parts.append(f"## Per-run results\n\nRun paths are relative to `{root}`; `Identity` is the hash of "
                  "the run's resolved config (seed included, file locations excluded).\n\n"
-                 + markdown_table(PER_RUN_HEADER, _per_run_rows(_sorted_runs(collection.runs), root)) + "\n")
+                 + markdown_table(PER_RUN_HEADER, _per_run_rows(runs, root)) + "\n")
     parts.append(f"## Excluded runs ({len(collection.excluded)})\n\n"
                  + (markdown_table(["Run", "Status", "Model/group/data/augment", "Train size", "Seed",
                                     "Reason"], _excluded_rows(collection.excluded, root))

@@ -9,13 +9,10 @@ differ only in the seed): mean, sample std, min and max over seeds.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pandas as pd
 
-from .table import CELL_FIELDS, format_error, network_name, sort_cells
-
-__all__ = ["P4M_ELEMENTS", "KINDS", "robustness_runs", "robustness_summary", "robustness_tables"]
+from .table import CELL_FIELDS, sort_cells
 
 P4M_ELEMENTS = ("e", "r", "r2", "r3", "m", "mr", "mr2", "mr3")
 KINDS = {"p4m": "p4m element", "rotation": "rotation (degrees)"}
@@ -36,14 +33,10 @@ def robustness_runs(runs: pd.DataFrame) -> pd.DataFrame:
     and ``test_error`` (%). Runs without robustness numbers contribute nothing."""
     rows = []
     for run in runs.to_dict("records"):
-        robustness = run.get("robustness")
-        if not isinstance(robustness, dict):
-            continue
-        for kind, errors in robustness.items():
-            if not isinstance(errors, dict):
-                continue
-            for name, error in errors.items():
-                if not isinstance(error, (int, float)) or isinstance(error, bool):
+        measured = run.get("robustness") if isinstance(run.get("robustness"), dict) else {}
+        for kind, errors in measured.items():
+            for name, error in errors.items() if isinstance(errors, dict) else ():
+                if isinstance(error, bool) or not isinstance(error, (int, float)):
                     continue  # not measured
                 rows.append({**{key: run[key] for key in CELL_FIELDS}, "path": run["path"], "seed": run["seed"],
                              "kind": kind, "transform": str(name), "order": _transform_order(kind, str(name)),
@@ -64,29 +57,3 @@ def robustness_summary(runs: pd.DataFrame) -> pd.DataFrame:
     fields = long.drop_duplicates("recipe").set_index("recipe")[[f for f in CELL_FIELDS if f != "recipe"]]
     table = stats.join(fields, on="recipe")[columns].sort_values(["kind", "order"], kind="stable")
     return sort_cells(table.reset_index(drop=True))  # stable: cells in the table's order
-
-
-def _size(value: Any) -> str:
-    return "full" if value is None or (isinstance(value, float) and math.isnan(value)) else str(int(value))
-
-
-def robustness_tables(summary: pd.DataFrame) -> list[tuple[str, list[str], list[list[str]]]]:
-    """``(kind, header, rows)`` per kind: one row per cell, one column per transformation,
-    cells ``mean ± std (n=..)``."""
-    tables = []
-    for kind, table in summary.groupby("kind", sort=False):
-        transforms = list(dict.fromkeys(table.sort_values("order", kind="stable")["transform"]))
-        any_variant = table["variant"].fillna("").astype(bool).any()
-        header = ["Network", "Group", "Data", "Augment", "Train size", "Budget"] \
-            + (["Variant"] if any_variant else []) + transforms
-        rows = []
-        for _, cell in table.groupby("recipe", sort=False):
-            first = cell.iloc[0]
-            by_name = {row["transform"]: format_error(row["mean"], row["std"], row["n"])
-                       for _, row in cell.iterrows()}
-            variant = [first["variant"] or "–"] if any_variant else []
-            rows.append([network_name(first["model"]), first["group"], first["data_label"], first["augment"],
-                         _size(first["train_size"]), first["budget"], *variant]
-                        + [by_name.get(name, "–") for name in transforms])
-        tables.append((kind, header, rows))
-    return tables

@@ -15,12 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .recipe import format_value, paper_difference, short_difference
-
-__all__ = [
-    "CELL_FIELDS", "GROUP_ORDER", "NETWORK_NAMES", "Section",
-    "summarize", "sort_cells", "convergence_summary", "wide_sections", "column_label", "network_name",
-    "format_error", "format_params", "format_number", "format_diff", "format_small", "paper_delta_text",
-]
+from .values import as_object, group_rows, is_missing, rank
 
 # Display fields of a cell (all runs of one recipe, i.e. one identity up to the seed).
 CELL_FIELDS = ("data", "data_label", "data_format", "augment", "train_size", "model", "group", "epochs",
@@ -28,6 +23,7 @@ CELL_FIELDS = ("data", "data_label", "data_format", "augment", "train_size", "mo
 GROUP_ORDER = ("z2", "p4", "p4m")
 MODEL_ORDER = ("allcnnc", "resnet44", "resnet26", "rotmnist")
 AUGMENT_ORDER = ("none", "crop_flip", "rot_flip")
+PREFERRED_ORDER = {"model": MODEL_ORDER, "augment": AUGMENT_ORDER, "group": GROUP_ORDER}
 NETWORK_NAMES = {"allcnnc": "All-CNN-C", "resnet44": "ResNet44", "resnet26": "ResNet26",
                  "rotmnist": "RotMNIST-CNN"}
 SUMMARY_COLUMNS = [*CELL_FIELDS, "n", "seeds", "n_train", "test_error_mean", "test_error_std",
@@ -35,6 +31,8 @@ SUMMARY_COLUMNS = [*CELL_FIELDS, "n", "seeds", "n_train", "test_error_mean", "te
                    "paper_recipe_diff", "paper_recipe_keys", "params", "paper_params",
                    "equivariance_error_mean", "equivariance_group", "paper_source"]
 SORT_FIELDS = ("data_label", "augment", "train_size", "model", "group", "budget", "variant")
+ROW_FIELDS = ("model", "group", "budget", "variant")
+PANEL_FIELDS = ("model", "data_label", "augment", "train_size", "budget", "variant")
 
 
 def network_name(model: Any) -> str:
@@ -42,49 +40,15 @@ def network_name(model: Any) -> str:
     return NETWORK_NAMES.get(model, str(model))
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _order(value: Any, preferred: tuple) -> tuple:
-    """Sort key: preferred names in their order, then others by name, missing last."""
-    if _is_missing(value):
-        return (2, 0, "")
-    if value in preferred:
-        return (0, preferred.index(value), "")
-    return (1, 0, str(value))
-
-
-def _size_order(value: Any) -> tuple:
-    return (1, 0) if _is_missing(value) else (0, float(value))
-
-
-def _cells(table: pd.DataFrame, key: tuple[str, ...]) -> dict[tuple, pd.DataFrame]:
-    """Group rows by ``key`` (None-safe, first-seen order)."""
-    keys = [tuple(None if _is_missing(v) else v for v in row)
-            for row in table[list(key)].itertuples(index=False, name=None)]
-    groups: dict[tuple, list[int]] = {}
-    for position, cell in enumerate(keys):
-        groups.setdefault(cell, []).append(position)
-    return {cell: table.iloc[positions] for cell, positions in groups.items()}
-
-
 def _unique(values: pd.Series) -> list:
-    return list(dict.fromkeys(v for v in values if not _is_missing(v)))
-
-
-def _reference_lookup(reference: pd.DataFrame | None) -> dict[tuple, dict]:
-    if reference is None:
-        return {}
-    return {(row["network"], row["group"], row["dataset"], row["augment"]): row
-            for row in reference.to_dict("records")}
+    return list(dict.fromkeys(v for v in values if not is_missing(v)))
 
 
 def _paper_match(row: dict, items: dict, ref: dict) -> tuple[str, str]:
     """``(keys, described)``: where the cell's recipe differs from the paper preset
     (both empty when it matches)."""
     preset = ref.get("preset")
-    if _is_missing(preset) or not preset:
+    if is_missing(preset) or not preset:
         return "(no paper preset)", "the reference row names no preset"
     try:
         differences = paper_difference(items, preset, row["group"], row["augment"], row["data"])
@@ -100,9 +64,8 @@ def _summarize_cell(cell: pd.DataFrame, paper: dict) -> dict:
     first = cell.iloc[0]
     row = {key: first[key] for key in CELL_FIELDS}
     params = _unique(cell["params"])
-    equivariance = pd.to_numeric(cell["equivariance_error"], errors="coerce")
     ref = paper.get((row["model"], row["group"], row["data"], row["augment"])) \
-        if _is_missing(row["train_size"]) else None
+        if is_missing(row["train_size"]) else None
     keys, described = _paper_match(row, first["items"], ref) if ref is not None else (None, None)
     n_train = _unique(cell["n_train"])
     row.update(
@@ -111,7 +74,7 @@ def _summarize_cell(cell: pd.DataFrame, paper: dict) -> dict:
         test_error_mean=errors.mean(), test_error_std=errors.std(ddof=1) if len(errors) > 1 else math.nan,
         test_error_min=errors.min(), test_error_max=errors.max(),
         params=params[0] if len(params) == 1 else ("/".join(map(str, params)) or None),
-        equivariance_error_mean=equivariance.mean(),
+        equivariance_error_mean=pd.to_numeric(cell["equivariance_error"], errors="coerce").mean(),
         equivariance_group=",".join(map(str, _unique(cell["equivariance_group"]))) or None,
         paper_test_error=ref["test_error"] if ref is not None else math.nan,
         paper_params=ref["params"] if ref is not None else math.nan,
@@ -123,16 +86,11 @@ def _summarize_cell(cell: pd.DataFrame, paper: dict) -> dict:
     return row
 
 
-def _budget_order(value: Any) -> tuple:
-    number, _, unit = str(value).partition(" ")
-    return (unit, float(number)) if number.replace(".", "", 1).isdigit() else (unit, math.inf)
-
-
-_SORT_KEYS = {"data": lambda v: (0, 0, str(v)), "data_label": lambda v: (0, 0, str(v)),
-              "model": lambda v: _order(v, MODEL_ORDER), "augment": lambda v: _order(v, AUGMENT_ORDER),
-              "train_size": _size_order, "group": lambda v: _order(v, GROUP_ORDER), "epochs": _size_order,
-              "seed": _size_order, "path": lambda v: (0, 0, str(v)), "budget": _budget_order,
-              "variant": lambda v: (0, 0, "") if _is_missing(v) else (0, 1, str(v))}
+def _sort_key(name: str, value: Any) -> tuple:
+    if name == "budget":  # "30 epochs x 8 steps": by the rest of the text, then the number
+        number, _, unit = str(value).partition(" ")
+        return (unit, float(number)) if number.replace(".", "", 1).isdigit() else (unit, math.inf)
+    return rank(value, PREFERRED_ORDER.get(name, ()))
 
 
 def sort_cells(table: pd.DataFrame, columns: tuple[str, ...] = SORT_FIELDS) -> pd.DataFrame:
@@ -142,16 +100,8 @@ def sort_cells(table: pd.DataFrame, columns: tuple[str, ...] = SORT_FIELDS) -> p
     if table.empty:
         return table
     rows = table[list(columns)].itertuples(index=False, name=None)
-    keys = [tuple(_SORT_KEYS[name](value) for name, value in zip(columns, row)) for row in rows]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return table.iloc[order].reset_index(drop=True)
-
-
-def _as_object(column: pd.Series) -> pd.Series:
-    """Whole numbers as int and missing values as None (pandas would turn them into NaN floats)."""
-    values = [None if _is_missing(v) else int(v) if isinstance(v, float) and v.is_integer() else v
-              for v in column]
-    return pd.Series(values, index=column.index, dtype=object)
+    keys = [tuple(_sort_key(name, value) for name, value in zip(columns, row)) for row in rows]
+    return table.iloc[sorted(range(len(keys)), key=keys.__getitem__)].reset_index(drop=True)
 
 
 def summarize(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -163,11 +113,12 @@ def summarize(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.D
     the mean equivariance error."""
     if runs.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    paper = _reference_lookup(reference)
+    paper = {} if reference is None else {(row["network"], row["group"], row["dataset"], row["augment"]): row
+                                          for row in reference.to_dict("records")}
     rows = [_summarize_cell(cell, paper) for _, cell in runs.groupby("recipe", sort=False)]
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     for column in ("train_size", "epochs", "params", "paper_params", "n_train"):
-        summary[column] = _as_object(summary[column])
+        summary[column] = as_object(summary[column])
     return sort_cells(summary)
 
 
@@ -180,21 +131,21 @@ def column_label(data: str, augment: str, train_size: Any = None, show_size: boo
     elif augment not in ("none", None):
         base += f" {augment}"
     if show_size:
-        base += ", full" if _is_missing(train_size) else f", {int(train_size)} train"
+        base += ", full" if is_missing(train_size) else f", {int(train_size)} train"
     return base
 
 
 def format_error(mean: float, std: float, n: int) -> str:
     """``9.44 ± 0.12 (n=3)``; without the std when n = 1."""
-    if _is_missing(mean):
+    if is_missing(mean):
         return "–"
-    spread = "" if _is_missing(std) else f" ± {std:.2f}"
+    spread = "" if is_missing(std) else f" ± {std:.2f}"
     return f"{mean:.2f}{spread} (n={n})"
 
 
 def format_params(params: Any) -> str:
     """``1.37M``, ``52.3k``, or the raw text for mixed values."""
-    if _is_missing(params):
+    if is_missing(params):
         return "–"
     if isinstance(params, str):
         return params
@@ -204,17 +155,25 @@ def format_params(params: Any) -> str:
     return f"{params / 1e3:.1f}k" if params >= 1e3 else f"{params:.0f}"
 
 
-def format_number(value: float) -> str:
-    return "–" if _is_missing(value) else f"{value:.2f}"
+def format_number(value: float, spec: str = ".2f") -> str:
+    """``value`` in the format ``spec`` (``+.2f`` for differences, ``.1e`` for
+    equivariance errors); ``–`` when missing."""
+    return "–" if is_missing(value) else format(value, spec)
 
 
-def format_diff(diff: float) -> str:
-    return "–" if _is_missing(diff) else f"{diff:+.2f}"
+def paper_delta_text(cell: dict | pd.Series) -> str:
+    """The Δ cell: ours - paper when the recipe is the paper preset, else which keys differ."""
+    keys = cell["paper_recipe_keys"]
+    if is_missing(keys):
+        return "–"
+    if keys:
+        return "recipe ≠ paper: " + short_difference(keys.split(", ") if not keys.startswith("(") else [keys])
+    return format_number(cell["diff_vs_paper"], "+.2f")
 
 
-def format_small(value: float) -> str:
-    """Equivariance errors and similar: two significant digits in scientific notation."""
-    return "–" if _is_missing(value) else f"{value:.1e}"
+def has_variants(table: pd.DataFrame) -> bool:
+    """Whether any row of ``table`` is a variant (so the table needs a Variant column)."""
+    return table["variant"].fillna("").astype(bool).any()
 
 
 @dataclass
@@ -227,23 +186,22 @@ class Section:
     sizes: list
 
 
-def _conditions(section: pd.DataFrame) -> list[tuple]:
-    pairs = list(dict.fromkeys((a, None if _is_missing(t) else t)
-                               for a, t in zip(section["augment"], section["train_size"])))
-    return sorted(pairs, key=lambda p: (_order(p[0], AUGMENT_ORDER), _size_order(p[1])))
-
-
-ROW_FIELDS = ("model", "group", "budget", "variant")
+def _condition_cells(cell: pd.DataFrame | None, with_paper: bool) -> list[str]:
+    if cell is None:
+        return ["–"] * (4 if with_paper else 2)
+    cell = cell.iloc[0]
+    paper = [format_number(cell["paper_test_error"]), paper_delta_text(cell)] if with_paper else []
+    return [format_error(cell["test_error_mean"], cell["test_error_std"], cell["n"]), *paper,
+            format_number(cell["equivariance_error_mean"], ".1e")]
 
 
 def _section(data: str, section: pd.DataFrame) -> Section:
-    conditions = _conditions(section)
-    sizes = list(dict.fromkeys(None if _is_missing(s) else s for s in section["train_size"]))
-    show_size = any(not _is_missing(s) for s in sizes)
-    has_paper = {c: section[(section["augment"] == c[0]) & _same(section["train_size"], c[1])]
-                 ["paper_test_error"].notna().any() for c in conditions}
-    any_paper_params = section["paper_params"].notna().any()
-    any_variant = section["variant"].fillna("").astype(bool).any()
+    by_condition = group_rows(section, ("augment", "train_size"))
+    conditions = sorted(by_condition, key=lambda c: (rank(c[0], AUGMENT_ORDER), rank(c[1])))
+    sizes = list(dict.fromkeys(size for _, size in by_condition))
+    show_size = any(size is not None for size in sizes)
+    has_paper = {c: by_condition[c]["paper_test_error"].notna().any() for c in conditions}
+    any_paper_params, any_variant = section["paper_params"].notna().any(), has_variants(section)
     header = ["Network", "Group", "Budget"] + (["Variant"] if any_variant else []) + ["Params"] \
         + (["Params (paper)"] if any_paper_params else [])
     for condition in conditions:
@@ -252,62 +210,21 @@ def _section(data: str, section: pd.DataFrame) -> Section:
             + [f"{label} equiv."]
     rows = []
     by_row = sort_cells(section, (*ROW_FIELDS, "augment", "train_size"))
-    for (model, group, budget, variant), row_cells in _cells(by_row, ROW_FIELDS).items():
+    for (model, group, budget, variant), row_cells in group_rows(by_row, ROW_FIELDS).items():
         row = [network_name(model), str(group), str(budget)] + ([variant or "–"] if any_variant else []) \
             + [format_params(row_cells["params"].iloc[0])]
         if any_paper_params:
-            row.append(format_params(row_cells["paper_params"].dropna().iloc[0])
-                       if row_cells["paper_params"].notna().any() else "–")
+            row.append(format_params(next(iter(row_cells["paper_params"].dropna()), None)))
+        cells = group_rows(row_cells, ("augment", "train_size"))
         for condition in conditions:
-            row += _condition_cells(row_cells, condition, has_paper[condition])
+            row += _condition_cells(cells.get(condition), has_paper[condition])
         rows.append(row)
     return Section(data=data, header=header, rows=rows, sizes=sizes)
 
 
-def _same(column: pd.Series, value: Any) -> pd.Series:
-    if _is_missing(value):
-        return column.map(_is_missing)
-    return column.map(lambda v: not _is_missing(v) and v == value)
-
-
-def paper_delta_text(cell: dict | pd.Series) -> str:
-    """The Δ cell: ours - paper when the recipe is the paper preset, else which keys differ."""
-    keys = cell["paper_recipe_keys"]
-    if _is_missing(keys):
-        return "–"
-    if keys:
-        return "recipe ≠ paper: " + short_difference(keys.split(", ") if not keys.startswith("(") else [keys])
-    return format_diff(cell["diff_vs_paper"])
-
-
-def _condition_cells(row_cells: pd.DataFrame, condition: tuple, with_paper: bool) -> list[str]:
-    match = row_cells[(row_cells["augment"] == condition[0]) & _same(row_cells["train_size"], condition[1])]
-    if match.empty:
-        return ["–"] * (4 if with_paper else 2)
-    cell = match.iloc[0]
-    ours = format_error(cell["test_error_mean"], cell["test_error_std"], cell["n"])
-    paper = [format_number(cell["paper_test_error"]), paper_delta_text(cell)]
-    return [ours] + (paper if with_paper else []) + [format_small(cell["equivariance_error_mean"])]
-
-
 def wide_sections(summary: pd.DataFrame) -> list[Section]:
     """One :class:`Section` per data set, rows network/group/budget/variant in the paper's order."""
-    return [_section(data, section) for (data,), section in _cells(summary, ("data_label",)).items()]
-
-
-PANEL_FIELDS = ("model", "data_label", "augment", "train_size", "budget", "variant")
-
-
-def _mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    """Mean test error over seeds per recipe and epoch, with the display fields."""
-    fields = curves.drop_duplicates("recipe").set_index("recipe")[[*PANEL_FIELDS, "group"]]
-    mean = curves.groupby(["recipe", "epoch"], sort=True)["test_error"].mean().reset_index()
-    return mean.join(fields, on="recipe")
-
-
-def _first_epoch_at_or_below(curve: pd.DataFrame, level: float) -> Any:
-    reached = curve[curve["test_error"] <= level + 1e-12]
-    return int(reached["epoch"].iloc[0]) if len(reached) else "never"
+    return [_section(data, section) for (data,), section in group_rows(summary, ("data_label",)).items()]
 
 
 def _error_at(curve: pd.DataFrame, fraction: float) -> float:
@@ -325,18 +242,21 @@ def convergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
                "first_epoch_at_z2_final"]
     if curves.empty:
         return pd.DataFrame(columns=columns)
-    mean = _mean_curves(curves)
+    fields = curves.drop_duplicates("recipe").set_index("recipe")[[*PANEL_FIELDS, "group"]]
+    mean = curves.groupby(["recipe", "epoch"], sort=True)["test_error"].mean().reset_index().join(fields, on="recipe")
     rows = []
-    for panel, panel_curves in _cells(mean, PANEL_FIELDS).items():
-        by_group = _cells(panel_curves, ("group",))
+    for panel, panel_curves in group_rows(mean, PANEL_FIELDS).items():
+        by_group = group_rows(panel_curves, ("group",))
         z2 = by_group.get(("z2",))
         z2_final = z2["test_error"].iloc[-1] if z2 is not None else None
-        for (group,), curve in sorted(by_group.items(), key=lambda item: _order(item[0][0], GROUP_ORDER)):
-            last = int(curve["epoch"].max())
-            reached = None if z2_final is None else _first_epoch_at_or_below(curve, z2_final)
-            rows.append(dict(zip(columns, [*panel, group, last, _error_at(curve, 0.25), _error_at(curve, 0.5),
-                                           curve["test_error"].iloc[-1], reached])))
+        for (group,), curve in sorted(by_group.items(), key=lambda item: rank(item[0][0], GROUP_ORDER)):
+            reached = None
+            if z2_final is not None:
+                below = curve[curve["test_error"] <= z2_final + 1e-12]
+                reached = int(below["epoch"].iloc[0]) if len(below) else "never"
+            rows.append(dict(zip(columns, [*panel, group, int(curve["epoch"].max()), _error_at(curve, 0.25),
+                                           _error_at(curve, 0.5), curve["test_error"].iloc[-1], reached])))
     summary = pd.DataFrame(rows, columns=columns)
     for column in ("train_size", "first_epoch_at_z2_final"):
-        summary[column] = _as_object(summary[column])
+        summary[column] = as_object(summary[column])
     return sort_cells(summary, ("model", "data_label", "augment", "train_size", "budget", "variant", "group"))
