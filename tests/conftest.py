@@ -33,6 +33,16 @@ def group(request) -> gcnn.Group:
 
 
 @pytest.fixture
+def wandb_offline(tmp_path, monkeypatch) -> None:
+    """wandb offline and silent, its folders under ``tmp_path``, no API key: never the network."""
+    pytest.importorskip("wandb")
+    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path / "wandb-dir"),
+                       "WANDB_CACHE_DIR": str(tmp_path / "cache"), "WANDB_CONFIG_DIR": str(tmp_path / "config")}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+
+
+@pytest.fixture
 def one_thread():
     """Tiny models on a shared 2-core machine run several times faster on one thread."""
     threads = torch.get_num_threads()

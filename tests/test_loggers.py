@@ -59,15 +59,9 @@ except ImportError:
     assert (tmp_path / "run" / "metrics.csv").exists()  # the default logger is csv
 
 
-def test_wandb_offline_writes_run_files_and_resume_keeps_the_run_id(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+def test_wandb_offline_writes_run_files_and_resume_keeps_the_run_id(tmp_path, monkeypatch, wandb_offline):
     from repro.train.trainer import Trainer
 
-    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path),
-                       "WANDB_CACHE_DIR": str(tmp_path / "cache"),
-                       "WANDB_CONFIG_DIR": str(tmp_path / "config")}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
     overrides = [f"data.root={tmp_path / 'data'}", "data.train_size=20", "data.image_size=8", "epochs=2",
                  "batch_size=10", "model.width=0.3", "equivariance_images=4", "logger=wandb",
                  "logger.tags=[demo]", "sweep_name=my_sweep"]

@@ -576,13 +576,7 @@ def test_cifar_robustness_has_only_the_p4m_panel(tmp_path):
 
 # --- wandb ------------------------------------------------------------------------------------
 
-def test_wandb_logs_the_report_offline(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("wandb")
-    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path / "wandb-dir"),
-                       "WANDB_CACHE_DIR": str(tmp_path / "cache"),
-                       "WANDB_CONFIG_DIR": str(tmp_path / "config")}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+def test_wandb_logs_the_report_offline(tmp_path, wandb_offline, capsys):
     for seed in (0, 1):
         write_run(tmp_path / "runs" / f"z2-{seed}", model="rotmnist", data="digits_rot", seed=seed,
                   final=10.0 + seed, overrides={"sweep_name": "my_sweep", "logger.project": "my_project"},
@@ -619,3 +613,12 @@ def test_cells_that_would_share_a_row_are_told_apart(tmp_path):
 def test_budget_label_names_epochs_and_fixed_steps():
     assert recipe.budget_label({"epochs": 1}) == "1 epoch"
     assert recipe.budget_label({"epochs": 30, "steps_per_epoch": 8}) == "30 epochs x 8 steps"
+
+
+def test_robustness_sizes_stay_whole_numbers_beside_full_set_runs():
+    from repro.report.robustness import robustness_runs
+    from repro.report.table import CELL_FIELDS
+
+    base = {field: None for field in CELL_FIELDS} | {"path": "r", "seed": 0, "robustness": {"p4m": {"e": 10.0}}}
+    runs = pd.DataFrame([base | {"train_size": 100.0}, base | {"train_size": None, "path": "s"}])
+    assert list(robustness_runs(runs)["train_size"]) == [100, None]

@@ -184,16 +184,16 @@ def _draw_z2_level(axis: plt.Axes, panel: pd.DataFrame, rows: pd.DataFrame | Non
     level = float(z2_full.mean())
     axis.axhline(level, color=group_color("z2"), linestyle="--", linewidth=1.0,
                  label=f"z2, full data ({level:.2f}%)")
-    for row in ([] if rows is None else rows.to_dict("records")):
-        if is_missing(row["size_at_z2_full_error"]):
-            continue
+    crossings = [r for r in ([] if rows is None else rows.to_dict("records"))
+                 if not is_missing(r["size_at_z2_full_error"])]
+    for stack, row in enumerate(crossings):  # labels stacked upwards, so close crossings stay readable
         size, color = float(row["size_at_z2_full_error"]), group_color(row["group"])
         axis.plot([size], [level], marker="*", markersize=15, color=color, markeredgecolor="black",
                   linestyle="none", zorder=5)
         prefix = "≤ " if row["crossing"] == "at_smallest" else ""
         fraction = f"{prefix}{row['fraction_of_full']:.2f}x" if not is_missing(row["fraction_of_full"]) \
             else f"{prefix}{size:.0f}"
-        axis.annotate(fraction, (size, level), textcoords="offset points", xytext=(4, 6), color=color,
+        axis.annotate(fraction, (size, level), textcoords="offset points", xytext=(4, 6 + 11 * stack), color=color,
                       fontsize=8, fontweight="bold")
 
 

@@ -13,6 +13,7 @@ import math
 import pandas as pd
 
 from .table import CELL_FIELDS, sort_cells
+from .values import as_object
 
 P4M_ELEMENTS = ("e", "r", "r2", "r3", "m", "mr", "mr2", "mr3")
 KINDS = {"p4m": "p4m element", "rotation": "rotation (degrees)"}
@@ -41,7 +42,9 @@ def robustness_runs(runs: pd.DataFrame) -> pd.DataFrame:
                 rows.append({**{key: run[key] for key in CELL_FIELDS}, "path": run["path"], "seed": run["seed"],
                              "kind": kind, "transform": str(name), "order": _transform_order(kind, str(name)),
                              "test_error": float(error)})
-    return pd.DataFrame(rows, columns=[*CELL_FIELDS, "path", "seed", "kind", "transform", "order", "test_error"])
+    frame = pd.DataFrame(rows, columns=[*CELL_FIELDS, "path", "seed", "kind", "transform", "order", "test_error"])
+    frame["train_size"] = as_object(frame["train_size"])  # 100, not 100.0, beside full-set (None) runs
+    return frame
 
 
 def robustness_summary(runs: pd.DataFrame) -> pd.DataFrame:
