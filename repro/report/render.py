@@ -193,7 +193,8 @@ def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergenc
                                      "First epoch ≤ z2 final"], _convergence_rows(convergence)) + "\n")
     if figures:
         parts.append("Figures: " + ", ".join(f"`{Path(f).name}`" for f in figures) + ".\n\n")
-    parts.append(f"## Per-run results\n\nRun paths are relative to `{root}`; `Identity` is the hash of "
+    shown = os.path.relpath(root) if root and not os.path.relpath(root).startswith("..") else root
+    parts.append(f"## Per-run results\n\nRun paths are relative to `{shown}`; `Identity` is the hash of "
                  "the run's resolved config (seed included, file locations excluded).\n\n"
                  + markdown_table(PER_RUN_HEADER, _per_run_rows(runs, root)) + "\n")
     parts.append(f"## Excluded runs ({len(collection.excluded)})\n\n"
