@@ -146,13 +146,13 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
     assert (a["final_test_error"], a["final_train_loss"]) == (b["final_test_error"], b["final_train_loss"])
 
 
-@pytest.mark.parametrize("override, message", [
-    ("epochs=-1", "error: epochs=-1 is not valid; expected an integer >= 1"),
-    ("data.download=false", "error: data.root="),
+@pytest.mark.parametrize("overrides, message", [
+    (["epochs=-1"], "error: epochs=-1 is not valid; expected an integer >= 1"),
+    (["data=cifar10", "data.root={tmp}/missing", "data.download=false"], "error: data.root="),
+    (["data=cifar_folder", "data.root={tmp}/missing"], "does not exist; data=cifar_folder reads your own folder"),
 ])
-def test_bad_values_print_one_line_and_exit_2(tmp_path, override, message):
-    extra = ["data=cifar10", f"data.root={tmp_path / 'missing'}"] if "download" in override else []
-    proc = train(tmp_path, *extra, override, check=False)
+def test_bad_values_print_one_line_and_exit_2(tmp_path, overrides, message):
+    proc = train(tmp_path, *[o.format(tmp=tmp_path) for o in overrides], check=False)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -33,7 +33,7 @@ def _identity(*, _root_: Any) -> str:
               else _root_[k] for k in _root_ if k != "hydra"}
     try:
         return identity_hash(with_data_content(to_dict(load_config(values))))
-    except ConfigError:
+    except ValueError:  # ConfigError or DataError: refused with one line before any work
         return "invalid"
 
 
