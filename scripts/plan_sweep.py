@@ -40,7 +40,6 @@ FOLDER = "cifar_folder"
 PAPER_NETWORKS = {"allcnnc": ("z2", "p4", "p4m"), "resnet44": ("z2", "p4m")}
 TRAIN_COST_FACTOR = 3  # forward + backward ~ 3 forward passes
 ASSUMED_EFFICIENCY = 0.5  # conv training reaches about half of a large matmul's throughput (assumption)
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def augments() -> list[str]:
@@ -179,14 +178,12 @@ def confirm(has_gpu: bool, force: bool, is_tty: bool, ask: Callable[[str], str] 
     return ask("No GPU found. Proceed on the CPU? [y/N] ").strip().lower() in ("y", "yes")
 
 
-def recipe_epochs(arch: str, config_dir: Path = CONFIG_DIR) -> int | None:
-    """``epochs`` of ``configs/experiment/paper_<arch>.yaml`` if that recipe exists."""
-    path = config_dir / "experiment" / f"paper_{arch}.yaml"
-    if not path.exists():
+def recipe_epochs(arch: str) -> int | None:
+    """``epochs`` of ``experiment=paper_<arch>`` as the trainer composes it, if that recipe exists."""
+    from repro.train import compose_config, config_groups
+    if f"paper_{arch}" not in config_groups()["experiment"]:
         return None
-    from omegaconf import OmegaConf
-    value = OmegaConf.load(path).get("epochs")
-    return int(value) if value is not None else None
+    return int(compose_config([f"experiment=paper_{arch}"]).epochs)
 
 
 def _parse_epochs(text: str | None, archs: Sequence[str]) -> dict[str, int]:

@@ -59,11 +59,12 @@ def test_plan_rejects_bad_values():
         plan.parse_train_sizes("1k")
 
 
-def test_recipe_epochs_come_from_the_experiment_configs(tmp_path):
-    (tmp_path / "experiment").mkdir()
-    (tmp_path / "experiment" / "paper_allcnnc.yaml").write_text("# @package _global_\nepochs: 7\n")
-    assert plan.recipe_epochs("allcnnc", tmp_path) == 7
-    assert plan.recipe_epochs("resnet44", tmp_path) is None
+def test_recipe_epochs_come_from_the_composed_experiment_configs():
+    from repro.train import compose_config
+    for arch in ("allcnnc", "resnet44", "resnet26"):
+        assert plan.recipe_epochs(arch) == compose_config([f"experiment=paper_{arch}"]).epochs
+    assert plan.recipe_epochs("allcnnc") == 350  # Springenberg et al.'s schedule, configs/experiment/
+    assert plan.recipe_epochs("rotmnist") is None  # no paper_rotmnist preset
 
 
 def test_confirm_refuses_without_gpu_and_terminal(capsys):
