@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import CONFIG_DIR, ConfigError, config_groups, load_config, to_dict
-from .identity import identity_hash, with_data_content
+from gcnn.validation import check_choice
+
+from .config import CONFIG_DIR, ConfigError, check_config, config_groups, load_config
+from .identity import identity_hash, recorded_config
 
 __all__ = ["compose_config", "PRIMARY"]
 
@@ -32,7 +34,7 @@ def _identity(*, _root_: Any) -> str:
     values = {k: OmegaConf.to_container(_root_[k], resolve=True) if OmegaConf.is_config(_root_[k])
               else _root_[k] for k in _root_ if k != "hydra"}
     try:
-        return identity_hash(with_data_content(to_dict(load_config(values))))
+        return identity_hash(recorded_config(load_config(values)))
     except ValueError:  # ConfigError or DataError: refused with one line before any work
         return "invalid"
 
@@ -50,9 +52,8 @@ def _check_choices(overrides: Sequence[str], config_dir: Path) -> None:
     groups = config_groups(config_dir)
     for item in overrides:
         key, sep, value = item.lstrip("+~").partition("=")
-        if sep and key in groups and value not in ("null", "") and "," not in value \
-                and value not in groups[key]:
-            raise ConfigError(f"{key}={value!r} is not valid; expected one of {groups[key]}")
+        if sep and key in groups and value not in ("null", "") and "," not in value:
+            check_config(check_choice, key, value, groups[key])
 
 
 def compose_config(overrides: Sequence[str] = (), config_dir: str | Path = CONFIG_DIR) -> Any:

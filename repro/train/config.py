@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 from gcnn.validation import check_choice, check_int, check_number, invalid
 
 __all__ = ["ConfigError", "ModelConfig", "GroupConfig", "TrainConfig", "CONFIG_DIR", "config_groups",
-           "load_config", "validate", "to_dict", "resolve_target", "build_option"]
+           "load_config", "validate", "to_dict", "resolve_target", "build_option", "check_config"]
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 AUTO_FLAGS = ("auto", True, False)
@@ -141,7 +141,7 @@ def load_config(cfg: Any) -> TrainConfig:
 
 
 # ---------------------------------------------------------------- checks
-def _check(check: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+def check_config(check: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Run a :mod:`gcnn.validation` check, re-raising its message as a ConfigError."""
     try:
         check(*args, **kwargs)
@@ -198,7 +198,7 @@ def _option_builder(section: str, values: Mapping[str, Any]) -> Callable[..., An
 def _check_option(section: str, values: Mapping[str, Any]) -> None:
     """``name`` is a YAML of ``configs/<section>/``; every other key is a keyword argument
     of the option's builder (its ``_target_``) and passes its range check."""
-    _check(check_choice, section, values.get("name"), config_groups()[section])
+    check_config(check_choice, section, values.get("name"), config_groups()[section])
     builder = _option_builder(section, values)
     keys = [k for k in values if k not in ("name", "_target_")]
     accepted = [p for p in inspect.signature(builder).parameters if p not in RUNTIME_ARGUMENTS[section]]
@@ -208,7 +208,7 @@ def _check_option(section: str, values: Mapping[str, Any]) -> None:
                           f"{values['name']}; expected one of {accepted}")
     for key in keys:
         if key in _OPTION_KEY_CHECKS:
-            _check(_OPTION_KEY_CHECKS[key], f"{section}.{key}", values[key])
+            check_config(_OPTION_KEY_CHECKS[key], f"{section}.{key}", values[key])
 
 
 def build_option(section: str, values: Mapping[str, Any], **runtime: Any) -> Any:
@@ -226,27 +226,27 @@ def validate(config: TrainConfig) -> None:
     import models
     from repro.data import DataConfig
 
-    _check(check_choice, "group", config.group.name, gcnn.GROUP_NAMES)
-    _check(check_choice, "model", config.model.name, models.list_models())
+    check_config(check_choice, "group", config.group.name, gcnn.GROUP_NAMES)
+    check_config(check_choice, "model", config.model.name, models.list_models())
     for section in RUNTIME_ARGUMENTS:
         _check_option(section, getattr(config, section))
     if "mode" in config.logger:
-        _check(check_choice, "logger.mode", config.logger["mode"], WANDB_MODES)
+        check_config(check_choice, "logger.mode", config.logger["mode"], WANDB_MODES)
     for key in ("amp", "channels_last", "progress"):
-        _check(check_choice, key, getattr(config, key), AUTO_FLAGS)
-    _check(check_choice, "amp_dtype", config.amp_dtype, AMP_DTYPES)
+        check_config(check_choice, key, getattr(config, key), AUTO_FLAGS)
+    check_config(check_choice, "amp_dtype", config.amp_dtype, AMP_DTYPES)
     for key in ("epochs", "batch_size", "eval_batch_size"):
-        _check(check_int, key, getattr(config, key), 1)
+        check_config(check_int, key, getattr(config, key), 1)
     for key in ("seed", "equivariance_images"):
-        _check(check_int, key, getattr(config, key), 0)
+        check_config(check_int, key, getattr(config, key), 0)
     if config.steps_per_epoch is not None:
-        _check(check_int, "steps_per_epoch", config.steps_per_epoch, 1)
-    _check(check_number, "model.width", config.model.width, 0, strict=True)
-    _check(check_number, "label_smoothing", config.label_smoothing, 0, below=1)
+        check_config(check_int, "steps_per_epoch", config.steps_per_epoch, 1)
+    check_config(check_number, "model.width", config.model.width, 0, strict=True)
+    check_config(check_number, "label_smoothing", config.label_smoothing, 0, below=1)
     if config.grad_clip is not None:
-        _check(check_number, "grad_clip", config.grad_clip, 0, strict=True)
+        check_config(check_number, "grad_clip", config.grad_clip, 0, strict=True)
     for key in ("deterministic", "compile", "bn_recalibration", "robustness"):
-        _check(check_choice, key, getattr(config, key), (True, False))
+        check_config(check_choice, key, getattr(config, key), (True, False))
     if not (config.device in ("auto", "cpu", "cuda") or str(config.device).startswith("cuda:")):
         raise ConfigError(f"device={config.device!r} is not valid; expected one of "
                           "['auto', 'cpu', 'cuda', 'cuda:N']")

@@ -13,10 +13,13 @@ import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 __all__ = ["LOCATION_KEYS", "flatten", "identity_items", "identity_hash", "identity_diff",
-           "folder_fingerprint", "with_data_content"]
+           "folder_fingerprint", "recorded_config"]
 
 # Keys (or whole sections) that never change a number: where the data lives and whether it is
 # fetched or checked, the device name, logging, progress display and the sweep's folder name.
@@ -87,12 +90,14 @@ def _hash_files(folder: Path, stamp: tuple[tuple[str, int, int], ...]) -> str:
     return digest.hexdigest()[:16]
 
 
-def with_data_content(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` plus ``data.content`` (:func:`folder_fingerprint`) for ``cifar_folder``
-    data, so two different folders are two experiments; other data sets are named
-    exactly by ``data.name`` (the official ones are checked by MD5)."""
-    data = dict(config.get("data", {}))
-    if data.get("name") != "cifar_folder" or not Path(str(data.get("root", ""))).is_dir():
-        return dict(config)
-    data["content"] = folder_fingerprint(data["root"], data.get("format", "cifar10"))
-    return {**config, "data": data}
+def recorded_config(config: "TrainConfig") -> dict[str, Any]:
+    """What a run records and is identified by: :func:`to_dict` of ``config`` plus, for
+    ``cifar_folder`` data, ``data.content`` (:func:`folder_fingerprint`), so two different
+    folders are two experiments; other data sets are named exactly by ``data.name`` (the
+    official ones are checked by MD5)."""
+    from .config import to_dict
+    out = to_dict(config)
+    data = out["data"]
+    if data.get("name") == "cifar_folder" and Path(str(data.get("root", ""))).is_dir():
+        data["content"] = folder_fingerprint(data["root"], data.get("format", "cifar10"))
+    return out

@@ -30,10 +30,10 @@ from repro.io import write_json, write_text
 
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ConfigError, TrainConfig, build_option, load_config, to_dict
+from .config import ConfigError, TrainConfig, build_option, load_config
 from .distributed import DistContext
 from .equivariance import equivariance_group, measure_equivariance
-from .identity import identity_diff, identity_hash, with_data_content
+from .identity import identity_diff, identity_hash, recorded_config
 from .optim import build_optimizer, build_scheduler
 from .reproducible import determinism, epoch_batches, global_batches, seed_everything, stream_seed
 from .robustness import robustness_errors
@@ -67,7 +67,7 @@ def run(cfg: Any, run_dir: str | os.PathLike | None = None, *, multirun: bool = 
 def default_run_dir(config: TrainConfig) -> Path:
     """``runs/<data>/<model>-<group>/<identity hash>``."""
     return (Path("runs") / str(config.data["name"]) / f"{config.model.name}-{config.group.name}"
-            / identity_hash(with_data_content(to_dict(config))))
+            / identity_hash(recorded_config(config)))
 
 
 def read_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -171,7 +171,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: Path, ctx: DistContext, *, multirun: bool = False) -> None:
         self.config, self.run_dir, self.ctx, self.multirun = config, Path(run_dir), ctx, multirun
-        self.config_dict = with_data_content(to_dict(config))  # what result.json and checkpoints record
+        self.config_dict = recorded_config(config)  # what result.json and checkpoints record
         self.device = ctx.device
         self.amp_dtype = config.amp_dtype if resolve_flag(config.amp, self.device, "amp") else None
         self.channels_last = resolve_flag(config.channels_last, self.device, "channels_last")
