@@ -1,32 +1,96 @@
 """Data for the experiments: CIFAR10/100 (or a folder in their layout) and ``digits_rot``.
 
-``build_data(cfg)`` loads a data set, holds out a class-balanced validation split,
-takes a class-balanced training subset, fits the preprocessing on the training
-images (cached under ``<root>/.cache``) and returns everything as tensors;
-``build_augment(name, pad)`` gives the batched training augmentation.
+``build_data(cfg)`` loads a data set, holds out a class-balanced validation split, takes a
+class-balanced training subset, fits the preprocessing on the training images (cached under
+``<root>/.cache``) and returns tensors; ``build_augment(name, pad)`` gives the batched augmentation.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 
+from gcnn.validation import check_choice, check_int, invalid
 from repro.data.augment import AUGMENT_NAMES, build_augment
 from repro.data.cifar import load_cifar
-from repro.data.cifar_format import write_cifar_folder
-from repro.data.config import DATASET_NAMES, PREPROCESS_NAMES, DataConfig
+from repro.data.cifar_format import CIFAR_FORMATS, write_cifar_folder
 from repro.data.digits import load_digits_rot
 from repro.data.errors import DataError
-from repro.data.preprocess import fit_preprocessor
+from repro.data.preprocess import PREPROCESS_NAMES, fit_preprocessor
 from repro.data.subsets import balanced_subset, split_off_balanced
 
 __all__ = ["DataConfig", "DataBundle", "DataError", "build_data", "build_augment",
-           "write_cifar_folder",
-           "DATASET_NAMES", "PREPROCESS_NAMES", "AUGMENT_NAMES"]
+           "write_cifar_folder", "DATASET_NAMES", "PREPROCESS_NAMES", "AUGMENT_NAMES"]
 
+DATASET_NAMES = ("cifar10", "cifar100", "cifar_folder", "digits_rot")
+_EXPECTED_FILES = {  # what data.root must hold (digits_rot is bundled)
+    "cifar10": "cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta)",
+    "cifar100": "cifar-100-python/ (train, test, meta)",
+}
 _SUBSET_SEED_OFFSET = 7919  # training subset draws differ from the validation-split draws
+
+
+@dataclass
+class DataConfig:
+    """What :func:`build_data` loads. ``name``: ``cifar10`` | ``cifar100`` | ``cifar_folder`` (your
+    folder in the layout ``format`` names) | ``digits_rot`` (bundled, upsampled to ``image_size``).
+    ``root`` holds (or receives) the data and the ``.cache`` of preprocessing fits. ``train_size``:
+    class-balanced training subset (``None``: all); ``val_size``: balanced validation images held
+    out of the training set first. ``seed``: rotations and subsets."""
+
+    name: str = "digits_rot"
+    root: str = "data"
+    download: bool = True
+    verify_checksums: bool = True
+    format: str = "cifar10"
+    preprocess: str = "standardize"
+    train_size: int | None = None
+    val_size: int = 0
+    image_size: int = 16
+    seed: int = 0
+
+    @classmethod
+    def from_mapping(cls, cfg: "DataConfig | Mapping[str, Any]") -> "DataConfig":
+        """A validated ``DataConfig`` from itself, a dict or an OmegaConf ``DictConfig``."""
+        if type(cfg).__name__ == "DictConfig":  # OmegaConf (imported only when given): resolve ${oc.env:...}
+            from omegaconf import OmegaConf
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        if not isinstance(cfg, DataConfig):
+            known = [f.name for f in fields(cls)]
+            unknown = sorted(set(cfg) - set(known))
+            if unknown:
+                raise ValueError(f"unknown data config key(s) {unknown}; valid keys: {known}")
+            cfg = cls(**cfg)
+        return cfg.validate()
+
+    def validate(self) -> "DataConfig":
+        """Raise ``ValueError`` (one line naming the value and what is valid) on a bad field,
+        :class:`DataError` when ``root`` cannot hold the data; return ``self``."""
+        check_choice("data.name", self.name, DATASET_NAMES)
+        check_choice("data.preprocess", self.preprocess, PREPROCESS_NAMES)
+        check_choice("data.format", self.format, CIFAR_FORMATS)
+        for key in ("download", "verify_checksums"):
+            check_choice(f"data.{key}", getattr(self, key), [True, False])
+        if self.train_size is not None:
+            check_int("data.train_size", self.train_size, minimum=1)
+        for key, minimum in (("val_size", 0), ("image_size", 4), ("seed", 0)):
+            check_int(f"data.{key}", getattr(self, key), minimum)
+        if not isinstance(self.root, (str, Path)) or not str(self.root):
+            raise invalid("data.root", self.root, "a non-empty path")
+        root, shown = Path(self.root), repr(str(self.root))
+        layout = _EXPECTED_FILES.get(self.format if self.name == "cifar_folder" else self.name)
+        if root.exists() and not root.is_dir():
+            where = f"that holds {layout}" if layout else "for the data and its .cache"
+            raise DataError(f"data.root={shown} is a file, not a folder; set data.root to a folder {where}")
+        if self.name == "cifar_folder" and not root.is_dir():  # a user's folder is never downloaded
+            raise DataError(f"data.root={shown} does not exist; data=cifar_folder reads your own "
+                            f"folder: point data.root at the folder that holds {layout}")
+        if layout and not self.download and not root.is_dir():
+            raise DataError(f"data.root={shown} does not exist and data.download=false; "
+                            f"create it and put {layout} in it, or set data.download=true")
+        return self
 
 
 @dataclass
@@ -55,21 +119,39 @@ class DataBundle:
                 f"{self.num_classes} classes")
 
 
+def _absolute(root: str | Path) -> Path:
+    """``root`` against the launch folder (Hydra may change the cwd); plain ``absolute()`` where
+    Hydra is not installed (the GPU machine runs the trainer from plain dict configs)."""
+    try:
+        from hydra.utils import to_absolute_path
+    except ImportError:
+        return Path(root).absolute()
+    return Path(to_absolute_path(str(root)))
+
+
 def build_data(cfg: DataConfig | Mapping) -> DataBundle:
     """Load, split, subset and preprocess the data set that ``cfg`` names."""
     cfg = DataConfig.from_mapping(cfg)
     root = _absolute(cfg.root)
-    train_x, train_y, test_x, test_y, classes = _load_raw(cfg, root)
-    num_classes = len(classes)
-    train_idx, val_idx = _split_indices(cfg, train_y, num_classes)
+    if cfg.name == "digits_rot":
+        train_x, train_y, test_x, test_y, classes = load_digits_rot(cfg.image_size, cfg.seed)
+        dataset = f"digits_rot-s{cfg.image_size}-seed{cfg.seed}"
+    else:
+        kind = cfg.format if cfg.name == "cifar_folder" else cfg.name
+        train_x, train_y, test_x, test_y, classes = load_cifar(
+            root, kind, download=cfg.download, verify_checksums=cfg.verify_checksums,
+            fetch=cfg.name != "cifar_folder")
+        train_x, test_x = train_x.float() / 255, test_x.float() / 255
+        dataset = f"cifar_folder-{kind}" if cfg.name == "cifar_folder" else kind
+    train_idx, val_idx = _split_indices(cfg, train_y, len(classes))
     train_subset = train_x[train_idx]  # one copy: CIFAR's is 600 MB in float32
-    prep = fit_preprocessor(cfg.preprocess, train_subset, dataset=_dataset_id(cfg),
+    prep = fit_preprocessor(cfg.preprocess, train_subset, dataset=dataset,
                             train_indices=train_idx, cache_dir=root / ".cache")
     val = (None, None) if val_idx is None else (prep.apply(train_x[val_idx]), train_y[val_idx])
     return DataBundle(
         train_x=prep.apply(train_subset), train_y=train_y[train_idx],
         test_x=prep.apply(test_x), test_y=test_y, val_x=val[0], val_y=val[1],
-        num_classes=num_classes, in_channels=train_x.shape[1], image_size=train_x.shape[-1],
+        num_classes=len(classes), in_channels=train_x.shape[1], image_size=train_x.shape[-1],
         name=cfg.name, classes=classes, zca_shrinkage=prep.shrinkage)
 
 
@@ -96,30 +178,3 @@ def _split_indices(cfg: DataConfig, labels: torch.Tensor, num_classes: int,
                                cfg.seed + _SUBSET_SEED_OFFSET, name="data.train_size", pool=pool)
         train_idx = train_idx[keep]
     return train_idx, val_idx
-
-
-def _load_raw(cfg: DataConfig, root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                    torch.Tensor, list[str]]:
-    """Images float32 ``(N, C, H, W)`` in [0, 1], labels int64, class names."""
-    if cfg.name == "digits_rot":
-        return load_digits_rot(cfg.image_size, cfg.seed)
-    kind = cfg.format if cfg.name == "cifar_folder" else cfg.name
-    splits = load_cifar(root, kind, download=cfg.download, verify_checksums=cfg.verify_checksums,
-                        fetch=cfg.name != "cifar_folder")
-    return (splits.train_x.float() / 255, splits.train_y, splits.test_x.float() / 255,
-            splits.test_y, splits.classes)
-
-
-def _dataset_id(cfg: DataConfig) -> str:
-    if cfg.name == "digits_rot":
-        return f"digits_rot-s{cfg.image_size}-seed{cfg.seed}"
-    return f"cifar_folder-{cfg.format}" if cfg.name == "cifar_folder" else cfg.name
-
-
-def _absolute(root: str | Path) -> Path:
-    """``root`` made absolute against the launch directory (Hydra may change the cwd)."""
-    try:
-        from hydra.utils import to_absolute_path
-        return Path(to_absolute_path(str(root)))
-    except ImportError:  # pragma: no cover - hydra is a project dependency
-        return Path(root).absolute()

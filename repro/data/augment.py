@@ -1,17 +1,13 @@
-"""Batched data augmentation on ``(B, C, H, W)`` tensors, on whatever device they live.
+"""Batched augmentation of ``(B, C, H, W)`` tensors, on whatever device they live.
 
-* ``none``: the batch unchanged.
-* ``crop_flip`` (CIFAR10+ in the paper): shift every image by its own
-  ``(dy, dx)`` drawn uniformly from ``{-pad, .., pad}^2`` (zero fill, i.e. a
-  random ``H x W`` crop of the zero-padded image), then mirror it left-right
-  with probability 1/2.
-* ``rot_flip``: the same shifts, then a uniformly random element of D4 (one of
-  the 4 rotations by multiples of 90 degrees, optionally mirrored), applied
-  with :meth:`gcnn.Group.transform_image` of ``p4m``. Needs square images.
+* ``crop_flip`` (CIFAR10+ in the paper): shift every image by its own ``(dy, dx)``, uniform
+  on ``{-pad, .., pad}^2`` (zero fill: a random crop of the zero-padded image), then mirror
+  it left-right with probability 1/2.
+* ``rot_flip``: the same shifts, then a uniformly random element of D4 (``p4m``: rotations by
+  multiples of 90 degrees, optionally mirrored). Needs square images.
 
-Randomness comes from ``generator`` (any device; draws happen on its device
-and are moved to the batch's), so a seeded generator makes the output
-reproducible; ``None`` uses torch's default generator of the batch's device.
+Draws come from ``generator`` (on its own device, moved to the batch's), so a seeded
+generator makes the output reproducible; ``None`` uses torch's default one.
 """
 from __future__ import annotations
 
@@ -22,29 +18,27 @@ import torch
 import gcnn
 from gcnn.validation import check_choice, check_int
 
-__all__ = ["build_augment", "AUGMENT_NAMES", "sample_shifts", "shift_images", "flip_images",
-           "d4_transform_images"]
-
 AUGMENT_NAMES = ("none", "crop_flip", "rot_flip")
-Augment = Callable[..., torch.Tensor]
 
 
-def build_augment(name: str, pad: int = 2) -> Augment:
+def build_augment(name: str, pad: int = 2) -> Callable[..., torch.Tensor]:
     """The augmentation ``f(x, generator=None) -> x'`` named ``name``; ``x`` ``(B, C, H, W)``."""
     check_choice("augment.name", name, AUGMENT_NAMES)
     check_int("augment.pad", pad, minimum=0)
-    if name == "none":
-        return _identity
 
     def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        _check_batch(x, square=name == "rot_flip")
-        dy, dx = sample_shifts(len(x), pad, generator, x.device)
-        x = shift_images(x, dy, dx, pad)
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"augment expects a batch (B, C, H, W), got {shape}")
+        if name == "none":
+            return x
+        if name == "rot_flip" and x.shape[-1] != x.shape[-2]:
+            raise ValueError(f"rot_flip needs square images, got H x W = {x.shape[-2]} x {x.shape[-1]}")
+        x = shift_images(x, *sample_shifts(len(x), pad, generator, x.device), pad)
         if name == "crop_flip":
             return flip_images(x, _randint(2, len(x), generator, x.device).bool())
         return d4_transform_images(x, _randint(8, len(x), generator, x.device))
 
-    augment.__name__ = f"{name}_pad{pad}"
     return augment
 
 
@@ -56,16 +50,10 @@ def sample_shifts(batch: int, pad: int, generator: torch.Generator | None,
     return dy, dx
 
 
-def shift_images(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
-                 pad: int | None = None) -> torch.Tensor:
-    """``out[b, :, i, j] = x[b, :, i - dy[b], j - dx[b]]`` (zero where that is outside);
-    shapes ``(B, C, H, W)`` and ``(B,)``. ``pad`` bounds ``|dy|, |dx|`` (found from
-    them when ``None``, which costs a device sync)."""
+def shift_images(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int) -> torch.Tensor:
+    """``out[b, :, i, j] = x[b, :, i - dy[b], j - dx[b]]`` (zero where that is outside); shapes
+    ``(B, C, H, W)`` and ``(B,)``, ``|dy|, |dx| <= pad``. One gather, no host sync."""
     b, c, h, w = x.shape
-    if pad is None:
-        pad = int(max(dy.abs().max(), dx.abs().max())) if b else 0
-    if pad == 0 or b == 0:
-        return x.clone()
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     rows = (torch.arange(h, device=x.device) + pad - dy[:, None]).view(b, 1, h, 1)
     cols = (torch.arange(w, device=x.device) + pad - dx[:, None]).view(b, 1, 1, w)
@@ -90,20 +78,7 @@ def d4_transform_images(x: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).gather(2, index).view_as(x)
 
 
-def _identity(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    _check_batch(x, square=False)
-    return x
-
-
 def _randint(high: int, size: int, generator: torch.Generator | None,
              device: torch.device | str) -> torch.Tensor:
     draw_on = generator.device if generator is not None else device
     return torch.randint(high, (size,), generator=generator, device=draw_on).to(device)
-
-
-def _check_batch(x: torch.Tensor, square: bool) -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"augment expects a batch (B, C, H, W), got {shape}")
-    if square and x.shape[-1] != x.shape[-2]:
-        raise ValueError(f"rot_flip needs square images, got H x W = {x.shape[-2]} x {x.shape[-1]}")

@@ -1,66 +1,37 @@
-"""Preprocessing fitted on the training images, cached on disk.
+"""Preprocessing fitted on the training images ``(N, C, H, W)`` in [0, 1], cached on disk.
 
-* ``zca`` (the paper's reference code): per-image contrast normalisation
-  (subtract the image's mean over all its pixels and channels, divide by its
-  standard deviation) followed by ZCA whitening ``x -> (x - mu) W`` with
-  ``W = U diag(1 / sqrt(lambda' + eps)) U^T`` from the eigendecomposition
-  ``S = U diag(lambda) U^T`` of the training covariance (float64,
-  ``eps = 1e-5`` as in the reference code) and
-  ``lambda' = (1 - alpha) lambda + alpha mean(lambda)``: the covariance shrunk
-  towards a multiple of the identity with the same trace.
-* ``standardize``: subtract the per-channel mean, divide by the per-channel std
-  of the training images.
-* ``none``: the images as given, in [0, 1].
+* ``zca`` (the reference code's): per-image contrast normalisation, then ZCA whitening
+  ``x -> (x - mu) W``, ``W = U diag(1 / sqrt(lambda' + eps)) U^T`` from the training
+  covariance ``S = U diag(lambda) U^T`` (float64, ``eps = 1e-5``), shrunk as
+  ``lambda' = (1 - alpha) lambda + alpha mean(lambda)`` with the smallest ``alpha`` whose
+  leave-one-out held-out RMS is at most ``ZCA_MAX_HELD_OUT_RATIO`` times the training RMS
+  (``alpha = 0``, the reference fit, where that already holds; README, "ZCA on a subset").
+* ``standardize``: per-channel mean and std. ``none``: the images as given.
 
-The shrinkage ``alpha``. With fewer training images ``N`` than dimensions
-``D = C*H*W`` (3072 for CIFAR), ``S`` has ``D - N + 1`` zero eigenvalues, and
-the reference fit divides every test-image component in those directions by
-``sqrt(1e-5)``: on CIFAR, train-input RMS 0.26 against test-input RMS 62 at
-200 images. ``alpha`` is chosen from the training images alone, for the quantity
-that goes wrong: the smallest ``alpha`` for which the leave-one-out estimate
-of the held-out whitened RMS is at most ``ZCA_MAX_HELD_OUT_RATIO`` (1.2) times
-the training RMS. Leaving out image ``n`` changes ``S`` by a rank-one term, so
-``||W_{-n} x_n||^2 = x_n^T Sigma_{-n}^{-1} x_n`` has a closed form
-(Sherman-Morrison) in the eigenbasis of ``S``: one eigendecomposition serves
-every ``alpha`` (bisection; at most 4096 evenly spaced images are scored).
-When the reference fit already passes (``alpha = 0``, e.g. the full 50k or the
-40k split of CIFAR, ``N > 10 D``), the result is exactly the reference ZCA.
-Why not Ledoit-Wolf: its ``alpha`` minimises the Frobenius error of the
-covariance, which is dominated by the large eigenvalues, while whitening
-divides by the small ones; on CIFAR-like images (1/f^2.2 spectrum, uint8) it
-leaves test RMS 1.8-3.4x the training RMS at ``N/D`` = 0.07-0.33.
-
-Images are ``(N, C, H, W)`` float tensors in [0, 1]. A fit is stored under
-``<cache_dir>/<method>-<key>.pt`` (atomic write) where ``key`` hashes its
-inputs: method, regulariser, data set name, training-subset indices and the
-training images themselves, so a changed input never reuses a stale fit. ZCA
-matrices are stored (and always applied) in float32: 38 MB per fit for CIFAR.
-The cache keeps the ``CACHE_MAX_FITS`` most recently used fits per method
-(8: at most ~300 MB of ZCA fits for CIFAR) and deletes older ones.
+A fit is cached as ``<cache_dir>/<method>-<key>.pt`` (atomic write; ZCA in float32), ``key``
+hashing every input, so a changed input never reuses a stale fit; the ``CACHE_MAX_FITS`` most
+recently used fits of each method are kept.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Callable
 
 import torch
 
 from gcnn.validation import check_choice
 from repro.io import save_torch
 
-__all__ = ["Preprocessor", "ZcaFit", "fit_preprocessor", "contrast_normalize", "fit_zca",
-           "zca_shrinkage", "fit_standardize", "cache_key", "ZCA_EPS", "ZCA_MAX_HELD_OUT_RATIO",
-           "CACHE_MAX_FITS"]
-
+PREPROCESS_NAMES = ("zca", "standardize", "none")
 ZCA_EPS = 1e-5  # reference code: added to the eigenvalues of the covariance
 ZCA_MAX_HELD_OUT_RATIO = 1.2  # leave-one-out held-out RMS / train RMS (issue's bar: 1.5)
 CACHE_MAX_FITS = 8  # most recently used fits kept per method in a cache folder
 _SCORED_IMAGES = 4096  # training images scored by the leave-one-out estimate
-_BISECTION_STEPS = 30
 _CHUNK = 4096   # images per float64 chunk (bounds memory on 50k x 3072 CIFAR)
 _FORMAT_VERSION = 2
 
@@ -81,11 +52,12 @@ class Preprocessor:
         if self.method == "standardize":
             shape = (1, -1, 1, 1)
             return ((x.double() - self.mean.view(shape)) / self.transform.view(shape)).float()
-        return _apply_zca(x, self.mean, self.transform)
-
-    def state(self) -> dict[str, Any]:
-        return {"version": _FORMAT_VERSION, "method": self.method, "mean": self.mean,
-                "transform": self.transform, "shrinkage": self.shrinkage}
+        device = _compute_device()
+        mean, whitening = self.mean.to(device), self.transform.to(device, torch.float64)
+        out = torch.empty(x.shape, dtype=torch.float32)
+        for src, dst in zip(x.reshape(len(x), -1).split(_CHUNK), out.view(len(x), -1).split(_CHUNK)):
+            dst.copy_((contrast_normalize(src.to(device, torch.float64)) - mean) @ whitening)
+        return out
 
 
 def contrast_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -99,64 +71,47 @@ def contrast_normalize(x: torch.Tensor) -> torch.Tensor:
     return (centred / std).to(x.dtype).reshape(x.shape)
 
 
-class ZcaFit(NamedTuple):
-    """A ZCA fit: float64 ``mean`` ``(D,)``, ``whitening`` ``(D, D)`` and the shrinkage used."""
-
-    mean: torch.Tensor
-    whitening: torch.Tensor
-    shrinkage: float
-
-
-def fit_zca(x: torch.Tensor, eps: float = ZCA_EPS,
-            per_image: Callable[[torch.Tensor], torch.Tensor] | None = None,
-            max_ratio: float = ZCA_MAX_HELD_OUT_RATIO) -> ZcaFit:
-    """ZCA of ``x`` ``(N, C, H, W)``, after ``per_image`` (e.g. :func:`contrast_normalize`)
-    if given, with the covariance shrunk by :func:`zca_shrinkage` (``max_ratio``).
-    Works in float64 chunks (on a GPU if there is one)."""
+def fit_zca(x: torch.Tensor, per_image: Callable[[torch.Tensor], torch.Tensor] | None = None,
+            max_ratio: float = ZCA_MAX_HELD_OUT_RATIO) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``(mean (D,), whitening (D, D), alpha)`` in float64: the ZCA of ``x`` ``(N, C, H, W)``
+    after ``per_image`` (e.g. :func:`contrast_normalize`), shrunk by :func:`zca_shrinkage`.
+    Two passes (mean, then centred covariance) in float64 chunks, on a GPU if there is one."""
     flat = x.reshape(len(x), -1)
-    prepare = per_image or (lambda chunk: chunk)
     device = _compute_device()
-    mean, cov = _mean_and_covariance(flat, prepare, device)
-    evals, evecs = torch.linalg.eigh(cov.cpu())
-    evals = evals.clamp_min(0)
-    scored = flat[torch.linspace(0, len(flat) - 1, min(len(flat), _SCORED_IMAGES)).long()]
-    projections = (prepare(scored.to(device, torch.float64)) - mean) @ evecs.to(device)
-    alpha = zca_shrinkage(evals, projections.pow(2).cpu(), len(flat), eps, max_ratio)
-    target = float(evals.mean()) if float(evals.mean()) > 0 else 1.0
-    scale = ((1 - alpha) * evals + alpha * target + eps).rsqrt()
-    return ZcaFit(mean.cpu(), (evecs * scale) @ evecs.T, alpha)
 
+    def prepared(rows: torch.Tensor) -> torch.Tensor:
+        rows = rows.to(device, torch.float64)
+        return rows if per_image is None else per_image(rows)
 
-def _mean_and_covariance(flat: torch.Tensor, prepare: Callable[[torch.Tensor], torch.Tensor],
-                         device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """float64 mean ``(D,)`` and (population) covariance ``(D, D)`` of ``prepare(flat)``,
-    computed in chunks on ``device``."""
-    mean = torch.zeros(flat.shape[1], dtype=torch.float64, device=device)
-    for chunk in flat.split(_CHUNK):
-        mean += prepare(chunk.to(device, torch.float64)).sum(dim=0)
-    mean /= len(flat)
+    mean = sum(prepared(chunk).sum(dim=0) for chunk in flat.split(_CHUNK)) / len(flat)
     cov = torch.zeros(flat.shape[1], flat.shape[1], dtype=torch.float64, device=device)
     for chunk in flat.split(_CHUNK):
-        centred = prepare(chunk.to(device, torch.float64)) - mean
+        centred = prepared(chunk) - mean
         cov += centred.T @ centred
-    return mean, cov / len(flat)
+    evals, evecs = torch.linalg.eigh((cov / len(flat)).cpu())
+    evals = evals.clamp_min(0)
+    scored = flat[torch.linspace(0, len(flat) - 1, min(len(flat), _SCORED_IMAGES)).long()]
+    projections = (prepared(scored) - mean) @ evecs.to(device)
+    alpha = zca_shrinkage(evals, projections.pow(2).cpu(), len(flat), max_ratio)
+    target = float(evals.mean()) if float(evals.mean()) > 0 else 1.0
+    scale = ((1 - alpha) * evals + alpha * target + ZCA_EPS).rsqrt()
+    return mean.cpu(), (evecs * scale) @ evecs.T, alpha
 
 
 def zca_shrinkage(evals: torch.Tensor, squared_projections: torch.Tensor, n: int,
-                  eps: float = ZCA_EPS, max_ratio: float = ZCA_MAX_HELD_OUT_RATIO) -> float:
-    """The smallest ``alpha`` in [0, 1] whose ZCA keeps the leave-one-out held-out
-    whitened RMS within ``max_ratio`` of the training RMS (0 when the unshrunk fit
-    does). ``evals`` ``(D,)``: eigenvalues of the training covariance of ``n`` images;
-    ``squared_projections`` ``(M, D)``: squared coordinates, in its eigenbasis, of ``M``
-    centred training images to score."""
+                  max_ratio: float = ZCA_MAX_HELD_OUT_RATIO) -> float:
+    """The smallest ``alpha`` in [0, 1] (by bisection) whose ZCA keeps the leave-one-out held-out
+    whitened RMS within ``max_ratio`` of the training RMS. ``evals`` ``(D,)``: eigenvalues of the
+    covariance of ``n`` training images; ``squared_projections`` ``(M, D)``: squared coordinates,
+    in its eigenbasis, of ``M`` centred training images to score."""
     target = float(evals.mean())
     if n < 2 or target <= 0:  # no spread to estimate: scale only
         return 1.0
 
     def squared_ratio(alpha: float) -> float:
-        train = (evals / ((1 - alpha) * evals + alpha * target + eps)).sum()
+        train = (evals / ((1 - alpha) * evals + alpha * target + ZCA_EPS)).sum()
         # image m left out: Sigma_-m = A - k x_m x_m^T, A diagonal in the eigenbasis
-        without_one = (1 - alpha) * n / (n - 1) * evals + alpha * target + eps
+        without_one = (1 - alpha) * n / (n - 1) * evals + alpha * target + ZCA_EPS
         quad = (squared_projections / without_one).sum(dim=1)
         shrink = (1 - alpha) / (n - 1)
         held_out = quad / (1 - shrink * quad).clamp_min(1e-12)  # Sherman-Morrison
@@ -166,7 +121,7 @@ def zca_shrinkage(evals: torch.Tensor, squared_projections: torch.Tensor, n: int
     if squared_ratio(0.0) <= bound:
         return 0.0
     low, high = 0.0, 1.0  # invariant: high passes (alpha = 1 gives ratio 1)
-    for _ in range(_BISECTION_STEPS):
+    for _ in range(30):
         middle = (low + high) / 2
         low, high = (low, middle) if squared_ratio(middle) <= bound else (middle, high)
     return high
@@ -180,52 +135,31 @@ def fit_standardize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, torch.where(std > 0, std, torch.ones_like(std))
 
 
-def cache_key(method: str, dataset: str, train_indices: torch.Tensor, train_x: torch.Tensor,
-              eps: float = ZCA_EPS) -> str:
-    """Hex digest of everything a fit depends on."""
-    digest = hashlib.sha256()
-    regulariser = f"{eps!r}|loo-ratio{ZCA_MAX_HELD_OUT_RATIO!r}"
-    digest.update(f"v{_FORMAT_VERSION}|{method}|{dataset}|{regulariser}|"
-                  f"{tuple(train_x.shape)}".encode())
-    digest.update(train_indices.to("cpu", torch.int64).contiguous().numpy())
-    digest.update(train_x.detach().cpu().contiguous().numpy())
-    return digest.hexdigest()[:24]
-
-
 def fit_preprocessor(method: str, train_x: torch.Tensor, *, dataset: str,
-                     train_indices: torch.Tensor, cache_dir: str | Path | None,
-                     eps: float = ZCA_EPS) -> Preprocessor:
-    """Fit ``method`` on ``train_x`` ``(N, C, H, W)`` in [0, 1], or load the cached fit
-    from ``cache_dir`` (``None``: no cache)."""
-    check_choice("data.preprocess", method, ["zca", "standardize", "none"])
+                     train_indices: torch.Tensor, cache_dir: str | Path | None) -> Preprocessor:
+    """Fit ``method`` on ``train_x`` ``(N, C, H, W)`` in [0, 1], or load the cached fit from
+    ``cache_dir`` (``None``: no cache), keyed by ``dataset``, ``train_indices`` and the images."""
+    check_choice("data.preprocess", method, PREPROCESS_NAMES)
     if method == "none":
         return Preprocessor("none")
     path = None
     if cache_dir is not None:
-        key = cache_key(method, dataset, train_indices, train_x, eps)
-        path = Path(cache_dir) / f"{method}-{key}.pt"
+        digest = hashlib.sha256(f"v{_FORMAT_VERSION}|{method}|{dataset}|{ZCA_EPS!r}|loo-ratio"
+                                f"{ZCA_MAX_HELD_OUT_RATIO!r}|{tuple(train_x.shape)}".encode())
+        digest.update(train_indices.to("cpu", torch.int64).contiguous().numpy())
+        digest.update(train_x.detach().cpu().contiguous().numpy())
+        path = Path(cache_dir) / f"{method}-{digest.hexdigest()[:24]}.pt"
         cached = _load(path, method)
         if cached is not None:
             return cached
     if method == "zca":
-        zca = fit_zca(train_x, eps, per_image=contrast_normalize)
-        fitted = Preprocessor(method, zca.mean, zca.whitening.float(), zca.shrinkage)
+        mean, whitening, alpha = fit_zca(train_x, per_image=contrast_normalize)
+        fitted = Preprocessor(method, mean, whitening.float(), alpha)
     else:
         fitted = Preprocessor(method, *fit_standardize(train_x))
     if path is not None:
         _store(path, fitted)
     return fitted
-
-
-def _apply_zca(x: torch.Tensor, mean: torch.Tensor, whitening: torch.Tensor) -> torch.Tensor:
-    device = _compute_device()
-    mean, whitening = mean.to(device), whitening.to(device, torch.float64)
-    flat = x.reshape(len(x), -1)
-    out = torch.empty(flat.shape, dtype=torch.float32)
-    for start in range(0, len(flat), _CHUNK):
-        chunk = contrast_normalize(flat[start:start + _CHUNK].to(device, torch.float64))
-        out[start:start + _CHUNK] = ((chunk - mean) @ whitening).float().cpu()
-    return out.reshape(x.shape)
 
 
 def _compute_device() -> str:
@@ -234,50 +168,36 @@ def _compute_device() -> str:
 
 
 def _load(path: Path, method: str) -> Preprocessor | None:
+    """The fit cached at ``path``, marked as just used (its mtime orders eviction), or ``None``."""
     if not path.is_file():
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("version") != _FORMAT_VERSION or state.get("method") != method:
-            return None
         fitted = Preprocessor(method, state["mean"], state["transform"], state["shrinkage"],
                               from_cache=True)
     except Exception as err:  # a corrupt cache is refitted, never fatal
         warnings.warn(f"ignoring unreadable preprocessing cache {path}: {err}")
         return None
-    _touch(path)
+    with contextlib.suppress(OSError):  # a read-only data folder: eviction goes by write time
+        os.utime(path)
     return fitted
 
 
 def _store(path: Path, fitted: Preprocessor) -> None:
+    """Write ``fitted`` to ``path`` and delete all but the ``CACHE_MAX_FITS`` most recently used
+    fits of its method in that folder."""
     try:
-        save_torch(path, fitted.state())
+        save_torch(path, {"mean": fitted.mean, "transform": fitted.transform, "shrinkage": fitted.shrinkage})
     except OSError as err:  # e.g. a read-only data folder: keep going without a cache
         warnings.warn(f"could not write preprocessing cache {path}: {err}")
         return
-    _evict_least_recently_used(path.parent, fitted.method, keep=path)
-
-
-def _touch(path: Path) -> None:
-    """Mark a cached fit as just used (its mtime orders the eviction)."""
-    try:
-        os.utime(path)
-    except OSError:  # read-only data folder: the cache still works, eviction order is older
-        pass
-
-
-def _evict_least_recently_used(cache_dir: Path, method: str, keep: Path) -> None:
-    """Delete all but the ``CACHE_MAX_FITS`` most recently used ``<method>-*.pt`` fits
-    in ``cache_dir``, never ``keep`` (the fit just written)."""
     others = []
-    for path in cache_dir.glob(f"{method}-*.pt"):
+    for other in path.parent.glob(f"{fitted.method}-*.pt"):
+        with contextlib.suppress(OSError):  # deleted meanwhile by another process
+            if other != path:
+                others.append((other.stat().st_mtime_ns, other))
+    for _, old in sorted(others, reverse=True)[CACHE_MAX_FITS - 1:]:
         try:
-            if path != keep:
-                others.append((path.stat().st_mtime_ns, path))
-        except OSError:  # deleted meanwhile by another process
-            continue
-    for _, path in sorted(others, reverse=True)[CACHE_MAX_FITS - 1:]:
-        try:
-            path.unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
         except OSError as err:
-            warnings.warn(f"could not delete old preprocessing cache {path}: {err}")
+            warnings.warn(f"could not delete old preprocessing cache {old}: {err}")
