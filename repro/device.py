@@ -1,12 +1,5 @@
-"""Where code runs: the device, its autocast, and a description of the machine.
-
-One home for what the trainer, the benchmark and the GPU check need:
-
-* :func:`resolve_device` turns ``"auto" | "cpu" | "cuda" | "cuda:N"`` into a device;
-* :func:`resolve_flag` turns a config's ``auto``/``true``/``false`` into a bool (auto = on CUDA);
-* :func:`autocast` is ``torch.autocast`` to ``bfloat16``/``float16``, or nothing;
-* :func:`describe_machine` is what ``result.json`` and ``results/bench/*.json`` record.
-"""
+"""Where code runs, for the trainer, the benchmark and the GPU check: the device, its autocast,
+and a description of the machine (what ``result.json`` and ``results/bench/*.json`` record)."""
 from __future__ import annotations
 
 import os
@@ -22,20 +15,18 @@ import torch
 
 from gcnn.validation import check_choice, invalid
 
-__all__ = ["DEVICE_CHOICES", "AMP_DTYPES", "resolve_device", "resolve_flag", "autocast", "cpu_model",
-           "device_name", "device_slug", "git_commit", "describe_machine"]
+__all__ = ["AMP_DTYPES", "resolve_device", "resolve_flag", "autocast", "cpu_model", "device_name", "device_slug",
+           "git_commit", "describe_machine"]
 
-DEVICE_CHOICES = "one of 'auto', 'cpu', 'cuda', 'cuda:N'"
 AMP_DTYPES = ("bfloat16", "float16")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` (= ``cuda:<local_rank>``) or
-    ``"cuda:N"`` as a device; ValueError naming the value for anything else, and for CUDA
-    on a machine without it."""
+    """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` (= ``cuda:<local_rank>``) or ``"cuda:N"``
+    as a device; ValueError naming the value for anything else, and for CUDA on a machine without it."""
     if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
-        raise invalid("device", name, DEVICE_CHOICES)
+        raise invalid("device", name, "one of 'auto', 'cpu', 'cuda', 'cuda:N'")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
@@ -46,15 +37,15 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def resolve_flag(value: Any, device: torch.device, name: str = "flag") -> bool:
-    """A config's ``"auto"`` (on for CUDA, off elsewhere), ``True`` or ``False`` as a bool;
-    ``name`` is the config key named in the error."""
+    """A config's ``"auto"`` (on for CUDA only), ``True`` or ``False`` as a bool; ``name`` is the
+    config key named in the error."""
     check_choice(name, value, ["auto", True, False])
     return device.type == "cuda" if value == "auto" else value
 
 
 def autocast(device: torch.device, dtype: str | None) -> ContextManager:
-    """``torch.autocast`` on ``device`` to ``dtype`` (``"bfloat16"`` or ``"float16"``);
-    a context that does nothing for ``None`` or ``"none"``."""
+    """``torch.autocast`` on ``device`` to ``dtype`` (``"bfloat16"`` or ``"float16"``); a context
+    that does nothing for ``None`` or ``"none"``."""
     if dtype is None or dtype == "none":
         return nullcontext()
     check_choice("amp_dtype", dtype, ["none", *AMP_DTYPES])
@@ -64,25 +55,20 @@ def autocast(device: torch.device, dtype: str | None) -> ContextManager:
 def cpu_model() -> str:
     """The CPU's model name from ``/proc/cpuinfo`` (Linux), else what ``platform`` knows."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
     except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown cpu"
+        match = None
+    return match.group(1).strip() if match else platform.processor() or platform.machine() or "unknown cpu"
 
 
 def device_name(device: torch.device) -> str:
     """The hardware's name: the GPU's (``NVIDIA H100 80GB HBM3``) or the CPU model."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return cpu_model()
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
 def device_slug(device: torch.device) -> str:
-    """File-name stem of a device's results: ``cpu``, or the GPU's name in lower case with
-    dashes (``nvidia-h100-80gb-hbm3``)."""
+    """File-name stem of a device's results: ``cpu``, or the GPU's name in lower case with dashes
+    (``nvidia-h100-80gb-hbm3``)."""
     if device.type != "cuda":
         return device.type
     return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
@@ -101,24 +87,14 @@ def git_commit(root: str | Path = REPO_ROOT) -> str | None:
 
 
 def describe_machine(device: torch.device, world_size: int = 1) -> dict[str, Any]:
-    """The machine and code a run or a benchmark ran on.
-
-    ``git_commit``, ``torch_version``, ``device`` (``"cuda:0 (NVIDIA H100 ...)"``,
-    ``"cpu (<cpu model>)"``) and ``world_size`` are the fields ``result.json`` has
-    always had; the rest tells two benchmark machines apart.
-    """
+    """The machine and code a run or a benchmark ran on; ``device`` reads ``"cuda:0 (NVIDIA H100 ...)"``
+    or ``"cpu (<cpu model>)"``."""
+    name = device_name(device)
     info: dict[str, Any] = {
-        "git_commit": git_commit(),
-        "torch_version": torch.__version__,
-        "device": f"{device} ({device_name(device)})",
-        "world_size": world_size,
-        "device_name": device_name(device),
-        "hostname": socket.gethostname(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
+        "git_commit": git_commit(), "torch_version": torch.__version__, "device": f"{device} ({name})",
+        "world_size": world_size, "device_name": name, "hostname": socket.gethostname(), "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "python_version": platform.python_version(), "platform": platform.platform(),
         "cuda_version": torch.version.cuda,
     }
     if device.type == "cuda":

@@ -1,9 +1,6 @@
 """Atomic file writes: a crash or a kill leaves the old file or the new one, never half of one.
-
-A new file gets the permissions a plain ``open(path, "w")`` would give it
-(``0666`` minus the process umask, e.g. ``0644`` with umask ``022``), so
-colleagues on a shared machine can read results, checkpoints and caches.
-"""
+A new file gets the mode a plain ``open(path, "w")`` would give it (``0666`` minus the umask),
+so colleagues on a shared machine can read results, checkpoints and caches."""
 from __future__ import annotations
 
 import json
@@ -16,15 +13,15 @@ import torch
 
 __all__ = ["atomic_write", "write_text", "write_json", "save_torch"]
 
-_NEW_FILE_MODE = 0o666  # what open() asks for; the kernel takes the umask off
-
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, fsync it,
-    then rename it over ``path`` in one step. The file's mode follows the umask."""
+    """Call ``write(tmp_path)`` on a new temporary file beside ``path``, fsync it, then rename it
+    over ``path`` in one step."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temporary(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    # created with 0666 so that the umask applies (tempfile.mkstemp would force 0600)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(tmp)
         with open(tmp, "rb") as f:
@@ -34,18 +31,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         tmp.unlink(missing_ok=True)
         raise
     return path
-
-
-def _create_temporary(path: Path) -> Path:
-    """A new empty file ``.<name>.<random>.tmp`` beside ``path``, created with mode
-    0666 so that the umask applies (``tempfile.mkstemp`` would force 0600)."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE))
-            return tmp
-        except FileExistsError:  # pragma: no cover - 48 random bits collided
-            continue
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -8,18 +8,14 @@ __all__ = ["markdown_table"]
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]],
                    align: Sequence[str] | None = None) -> str:
-    """A GitHub markdown table; ``align`` per column: ``"l"`` (default) or ``"r"``.
-
-    Cells are ``str()``-ed and ``|`` inside them is escaped; ends with a newline.
-    """
+    """A GitHub markdown table ending with a newline; ``align`` per column: ``"l"`` (default) or
+    ``"r"``. Cells are ``str()``-ed with ``|`` escaped."""
     align = list(align) if align is not None else ["l"] * len(header)
     if len(align) != len(header) or any(a not in ("l", "r") for a in align):
         raise ValueError(f"align={align!r} is not valid; expected {len(header)} of 'l' or 'r'")
-    cell = lambda value: str(value).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |",
-             "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
     for row in rows:
         if len(row) != len(header):
             raise ValueError(f"row {list(row)!r} has {len(row)} cells; expected {len(header)}")
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    lines = ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in [header, *rows]]
+    lines.insert(1, "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|")
     return "\n".join(lines) + "\n"

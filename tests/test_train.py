@@ -10,11 +10,12 @@ import pytest
 import torch
 
 import models
+from repro.data.digits import rotate_images
 from repro.train import ConfigError, compose_config, load_config, run
 from repro.train.checkpoint import CHECKPOINT, PREVIOUS
 from repro.train.distributed import setup as dist_setup
+from repro.train.measure import P4M_ELEMENT_NAMES
 from repro.train.reproducible import epoch_batches, global_batches
-from repro.train.robustness import P4M_ELEMENT_NAMES, rotate_images
 from repro.train.trainer import Trainer, setup
 
 METRIC_KEYS = {"epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "epoch_time_s",
@@ -252,11 +253,16 @@ def test_a_deterministic_run_leaves_the_global_torch_flags_as_they_were(tmp_path
     assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == before
 
 
-def test_rotate_images_turns_counter_clockwise_like_rot90():
+def test_robustness_rotations_turn_counter_clockwise_like_rot90():
+    """The robustness rotations (repro.data.digits.rotate_images) turn the way p4's ``r`` does."""
     x = torch.randn(2, 1, 9, 9, dtype=torch.float64)
-    torch.testing.assert_close(rotate_images(x, 90), torch.rot90(x, 1, (-2, -1)))
-    torch.testing.assert_close(rotate_images(x, 0), x)
-    assert not torch.allclose(rotate_images(x, 90), torch.rot90(x, -1, (-2, -1)))
+
+    def angles(degrees: float) -> torch.Tensor:
+        return torch.full((2,), math.radians(degrees), dtype=torch.float64)
+
+    torch.testing.assert_close(rotate_images(x, angles(90)), torch.rot90(x, 1, (-2, -1)))
+    torch.testing.assert_close(rotate_images(x, angles(0)), x)
+    assert not torch.allclose(rotate_images(x, angles(90)), torch.rot90(x, -1, (-2, -1)))
 
 
 @pytest.mark.cuda

@@ -1,17 +1,13 @@
-"""The experiment runner: one trainer for every model, configs composed by Hydra from
-``configs/``, checkpoint/resume, loggers (none/csv/wandb) and DistributedDataParallel.
+"""The experiment runner: one trainer for every model, configs composed by Hydra from ``configs/``,
+checkpoint/resume, loggers and DistributedDataParallel. ``run`` also takes a plain dict, and
+importing this package needs neither Hydra nor wandb.
 
 >>> from repro.train import compose_config, run
 >>> result = run(compose_config(["group=p4m", "epochs=2"]), run_dir="runs/demo")
-
-``run`` also takes a plain dict (missing keys take the defaults of :class:`TrainConfig`),
-so a machine without Hydra can train too. Importing this package needs neither Hydra nor wandb.
 """
-from .compose import compose_config
-from .config import ConfigError, TrainConfig, config_groups, load_config, to_dict, validate
-from .equivariance import equivariance_group, measure_equivariance
+from .config import ConfigError, TrainConfig, compose_config, config_groups, load_config, to_dict, validate
+from .measure import equivariance_group, measure_equivariance
 from .trainer import Trainer, default_run_dir, read_result, run
 
 __all__ = ["run", "Trainer", "TrainConfig", "ConfigError", "load_config", "validate", "to_dict", "compose_config",
-           "config_groups", "default_run_dir", "read_result", "equivariance_group",
-           "measure_equivariance"]
+           "config_groups", "default_run_dir", "read_result", "equivariance_group", "measure_equivariance"]

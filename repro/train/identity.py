@@ -1,12 +1,7 @@
-"""Run identity: which resolved config keys make two runs the same experiment.
-
-The identity of a run is every resolved config key that can change its numbers,
-as dotted keys (``optim.lr``, ``data.train_size``); only the keys in
-:data:`LOCATION_KEYS` (where files live, how progress is shown or logged) are left
-out. ``identity_hash`` is a short stable hash of it: the run folder's name ends with
-it, resume checks it, and the report averages only runs whose identities differ in
-``seed`` alone.
-"""
+"""Run identity: every resolved config key that can change a run's numbers, as dotted keys
+(``optim.lr``, ``data.train_size``); only :data:`LOCATION_KEYS` are left out. The run folder's
+name ends with :func:`identity_hash`, resume checks it, and the report averages only runs whose
+identities differ in ``seed`` alone."""
 from __future__ import annotations
 
 import functools
@@ -31,21 +26,17 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``; lists and scalars are leaves."""
     out: dict[str, Any] = {}
     for key, value in config.items():
-        name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            out.update(flatten(value, name + "."))
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
-            out[name] = list(value) if isinstance(value, tuple) else value
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
     return out
-
-
-def _is_location(key: str) -> bool:
-    return any(key == k or key.startswith(k + ".") for k in LOCATION_KEYS)
 
 
 def identity_items(config: Mapping[str, Any]) -> dict[str, Any]:
     """The dotted keys and values of ``config`` that define the experiment (sorted)."""
-    return {k: v for k, v in sorted(flatten(config).items()) if not _is_location(k)}
+    return {k: v for k, v in sorted(flatten(config).items())
+            if not any(k == loc or k.startswith(loc + ".") for loc in LOCATION_KEYS)}
 
 
 def identity_hash(config: Mapping[str, Any], length: int = 8) -> str:
@@ -58,25 +49,19 @@ def identity_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, t
     """``{dotted key: (old value, new value)}`` for every identity key that differs."""
     a, b = identity_items(old), identity_items(new)
     missing = object()
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-            if a.get(k, missing) != b.get(k, missing)}
-
-
-_LAYOUTS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)}
 
 
 def folder_fingerprint(root: str | Path, data_format: str = "cifar10") -> str:
-    """Short hash of the names and bytes of a CIFAR-format folder's files (its
-    ``cifar-10-batches-py/`` or ``cifar-100-python/`` if present, else ``root``; hidden
-    entries such as ``.cache`` skipped): the identity of a user's own data, which its
-    path is not (the same folder may move, two folders may share a path over time)."""
-    folder = Path(root)
-    if (folder / _LAYOUTS.get(data_format, "")).is_dir():
-        folder = folder / _LAYOUTS[data_format]
+    """Short hash of the names and bytes of a CIFAR-format folder's files (in its layout's
+    sub-folder if present; hidden entries such as ``.cache`` skipped): the identity of a
+    user's own data, which its path is not."""
+    from repro.data.cifar_format import cifar_layout
+    folder = Path(root) / cifar_layout(data_format).folder
+    folder = folder if folder.is_dir() else Path(root)
     files = sorted(p for p in folder.rglob("*") if p.is_file()
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return _hash_files(folder, stamp)
+    return _hash_files(folder, tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
 
 
 @functools.lru_cache(maxsize=8)
@@ -92,9 +77,8 @@ def _hash_files(folder: Path, stamp: tuple[tuple[str, int, int], ...]) -> str:
 
 def recorded_config(config: "TrainConfig") -> dict[str, Any]:
     """What a run records and is identified by: :func:`to_dict` of ``config`` plus, for
-    ``cifar_folder`` data, ``data.content`` (:func:`folder_fingerprint`), so two different
-    folders are two experiments; other data sets are named exactly by ``data.name`` (the
-    official ones are checked by MD5)."""
+    ``cifar_folder``, ``data.content`` (:func:`folder_fingerprint`), so two folders are two
+    experiments; the other data sets are named exactly by ``data.name``."""
     from .config import to_dict
     out = to_dict(config)
     data = out["data"]

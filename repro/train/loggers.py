@@ -1,15 +1,9 @@
-"""Experiment loggers beyond the run record (``metrics.jsonl`` + ``result.json``,
-which the trainer always writes):
+"""Experiment loggers beyond the run record (``metrics.jsonl`` + ``result.json``, always written).
 
-Each class is the ``_target_`` of its YAML under ``configs/logger/``; the trainer builds it
-with :func:`repro.train.config.build_option` and the run-time arguments of :class:`Logger`.
-
-* ``none``  - nothing more (stdout only).
-* ``csv``   - ``metrics.csv`` beside ``metrics.jsonl`` (for spreadsheets).
-* ``wandb`` - Weights & Biases: resolved config, per-epoch metrics, final summary.
-  ``mode`` defaults to ``offline`` (no account, no network); ``wandb sync`` uploads later.
-  The run id is kept in ``<run_dir>/wandb_id.txt`` so a resumed run continues the same
-  wandb run. ``wandb`` is imported only here, and only when this logger is chosen.
+Each class is the ``_target_`` of a YAML under ``configs/logger/``: ``none`` (stdout only),
+``csv`` (``metrics.csv`` for spreadsheets) and ``wandb`` (resolved config, per-epoch metrics and
+final summary; ``mode`` defaults to ``offline``, and ``wandb sync`` uploads later). ``wandb`` is
+imported only when that logger is chosen.
 """
 from __future__ import annotations
 
@@ -25,12 +19,9 @@ __all__ = ["Logger", "CsvLogger", "WandbLogger"]
 
 
 class Logger:
-    """Base class: does nothing (``logger=none``).
-
-    Run-time arguments, the same for every logger: ``run_dir`` (the run's folder),
-    ``config`` (the resolved config dict), ``run_name``, ``default_group`` (the sweep
-    name in a multirun, else None) and ``default_tags``.
-    """
+    """Does nothing (``logger=none``). The run-time arguments, the same for every logger:
+    ``run_dir``, ``config`` (the resolved config dict), ``run_name``, ``default_group`` (the sweep
+    name in a multirun, else None) and ``default_tags``."""
 
     def __init__(self, run_dir: Path | None = None, config: dict[str, Any] | None = None,
                  run_name: str = "", default_group: str | None = None,
@@ -50,21 +41,18 @@ class Logger:
 class CsvLogger(Logger):
     """Rewrites ``metrics.csv`` atomically after every epoch."""
 
-    def __init__(self, run_dir: Path, **runtime: Any) -> None:
-        super().__init__(run_dir, **runtime)
-        self.path = Path(run_dir) / "metrics.csv"
-
     def log_epoch(self, history: list[dict[str, Any]]) -> None:
-        columns = list(dict.fromkeys(key for row in history for key in row))
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for row in history for k in row)),
+                                lineterminator="\n")
         writer.writeheader()
         writer.writerows(history)
-        write_text(self.path, buffer.getvalue())
+        write_text(self.run_dir / "metrics.csv", buffer.getvalue())
 
 
 class WandbLogger(Logger):
-    """One wandb run per run directory, resumed across restarts."""
+    """One wandb run per run folder; its id is kept in ``wandb_id.txt``, so a resumed run
+    continues the same wandb run."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], run_name: str, default_group: str | None,
                  default_tags: list[str], *, mode: str = "offline", project: str = "gcnn-repro",
@@ -72,7 +60,7 @@ class WandbLogger(Logger):
         import wandb  # lazy: repro.train works without wandb installed
 
         super().__init__(run_dir)
-        id_file = Path(run_dir) / "wandb_id.txt"
+        id_file = self.run_dir / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
         write_text(id_file, run_id + "\n")
         self.run = wandb.init(project=project, entity=entity, mode=mode, dir=str(run_dir),
@@ -80,12 +68,10 @@ class WandbLogger(Logger):
                               tags=list(dict.fromkeys([*default_tags, *tags])), config=config)
 
     def log_epoch(self, history: list[dict[str, Any]]) -> None:
-        row = history[-1]
-        self.run.log(dict(row), step=row["epoch"])
+        self.run.log(dict(history[-1]), step=history[-1]["epoch"])
 
     def finish(self, result: dict[str, Any]) -> None:
-        summary = {k: v for k, v in result.items() if isinstance(v, (int, float, str)) or v is None}
-        self.run.summary.update(summary)
+        self.run.summary.update({k: v for k, v in result.items() if isinstance(v, (int, float, str)) or v is None})
 
     def close(self) -> None:
         import wandb

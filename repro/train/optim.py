@@ -18,7 +18,6 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], optim: Mapping[str, An
 
 def build_scheduler(optimizer: torch.optim.Optimizer, schedule: Mapping[str, Any], steps_per_epoch: int,
                     epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR over the schedule's per-step factor; stepped once per optimiser step,
-    its state is the step count only."""
+    """A LambdaLR over the schedule's per-step factor, stepped once per optimiser step."""
     factor = build_option("schedule", schedule, steps_per_epoch=steps_per_epoch, epochs=epochs)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

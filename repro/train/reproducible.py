@@ -28,10 +28,9 @@ def seed_everything(seed: int) -> None:
 
 @contextlib.contextmanager
 def determinism(deterministic: bool) -> Iterator[None]:
-    """Deterministic algorithms (or cudnn benchmark) inside, the process's flags restored after
-    (a run inside a test session or a notebook leaves no trace)."""
-    saved = (torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(),
+    """Deterministic algorithms (else cudnn benchmark) inside; the process's flags are restored
+    after, so a run inside a test session or a notebook leaves no trace."""
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -47,9 +46,8 @@ def determinism(deterministic: bool) -> Iterator[None]:
 
 def global_batches(order: torch.Tensor, batch_size: int, world_size: int = 1, *,
                    drop_last: bool = False) -> list[torch.Tensor]:
-    """Split an index order into global batches. A last partial batch is kept when every
-    rank gets at least one image of it, and never with ``drop_last`` (static shapes for
-    ``torch.compile``)."""
+    """Split an index order into global batches. A last partial batch is kept when every rank
+    gets at least one image of it, and never with ``drop_last`` (static shapes under compile)."""
     batches = list(order.split(batch_size))
     if batches and (batches[-1].numel() < world_size or (drop_last and batches[-1].numel() < batch_size)):
         batches.pop()
@@ -60,26 +58,18 @@ def epoch_batches(seed: int, epoch: int, n: int, batch_size: int, steps_per_epoc
                   world_size: int = 1, drop_last: bool = False) -> list[torch.Tensor]:
     """The global batches (CPU index tensors) of epoch ``epoch`` (1-based).
 
-    Step ``t`` (0-based over the whole run) takes batch ``t % B`` of pass ``t // B``
-    over the ``n`` images, where pass ``p`` is a permutation seeded by
-    ``(seed, p + 1)`` and ``B`` its number of batches. Epoch ``e`` is steps
-    ``(e - 1) * S .. e * S - 1`` with ``S = steps_per_epoch`` (default ``B``: one
-    pass per epoch), so any epoch can be rebuilt from the seed alone (exact resume).
+    Step ``t`` (0-based over the run) takes batch ``t % B`` of pass ``t // B`` over the ``n``
+    images, where pass ``p`` is a permutation seeded by ``(seed, p + 1)`` with ``B`` batches.
+    Epoch ``e`` is steps ``(e - 1) * S .. e * S - 1`` with ``S = steps_per_epoch`` (default
+    ``B``), so any epoch can be rebuilt from the seed alone (exact resume).
     """
-    def one_pass(p: int) -> list[torch.Tensor]:
-        generator = torch.Generator().manual_seed(stream_seed(seed, p + 1, 1))
-        return global_batches(torch.randperm(n, generator=generator), batch_size, world_size,
-                              drop_last=drop_last)
-
     per_pass = len(global_batches(torch.arange(n), batch_size, world_size, drop_last=drop_last))
     if per_pass == 0:
         return []
     per_epoch = steps_per_epoch or per_pass
-    passes: dict[int, list[torch.Tensor]] = {}
-    batches = []
-    for t in range((epoch - 1) * per_epoch, epoch * per_epoch):
-        p = t // per_pass
-        if p not in passes:
-            passes[p] = one_pass(p)
-        batches.append(passes[p][t % per_pass])
-    return batches
+    steps = range((epoch - 1) * per_epoch, epoch * per_epoch)
+    passes = {}
+    for p in {t // per_pass for t in steps}:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(stream_seed(seed, p + 1, 1)))
+        passes[p] = global_batches(order, batch_size, world_size, drop_last=drop_last)
+    return [passes[t // per_pass][t % per_pass] for t in steps]

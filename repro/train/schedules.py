@@ -1,11 +1,6 @@
-"""Learning-rate schedules: each returns the multiplier of the base lr at optimiser step
-``step`` (0-based), stepped once per optimiser step by a ``LambdaLR``.
-
-Every schedule is the ``_target_`` of a YAML under ``configs/schedule/``: its YAML keys
-are its keyword arguments, and the trainer adds ``steps_per_epoch`` and ``epochs``.
-Each takes ``warmup_epochs``: a linear ramp over the first
-``warmup_epochs * steps_per_epoch`` steps (fractional epochs allowed).
-"""
+"""Learning-rate schedules: each is the ``_target_`` of a YAML under ``configs/schedule/`` and
+returns the factor of the base lr at optimiser step ``step`` (0-based). Each takes
+``warmup_epochs``: a linear ramp over the first ``warmup_epochs * steps_per_epoch`` steps."""
 from __future__ import annotations
 
 import math
@@ -30,8 +25,7 @@ def constant(*, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0) -
 
 def step_decay(*, steps_per_epoch: int, epochs: int, milestones: Sequence[int] = (), gamma: float = 0.1,
                warmup_epochs: float = 0.0) -> Schedule:
-    """After epoch ``m`` of ``milestones`` (1-based: from epoch ``m + 1`` on) the lr is
-    multiplied by ``gamma``."""
+    """The lr is multiplied by ``gamma`` after each epoch ``m`` of ``milestones`` (from epoch ``m + 1`` on)."""
     milestones = list(milestones)
     return _with_warmup(lambda step: gamma ** sum(step // steps_per_epoch >= m for m in milestones),
                         warmup_epochs, steps_per_epoch)
@@ -43,6 +37,5 @@ def cosine(*, steps_per_epoch: int, epochs: int, min_lr_factor: float = 0.0,
     total = max(1, epochs * steps_per_epoch)
 
     def factor(step: int) -> float:
-        progress = min(step / total, 1.0)
-        return min_lr_factor + (1 - min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+        return min_lr_factor + (1 - min_lr_factor) * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
     return _with_warmup(factor, warmup_epochs, steps_per_epoch)

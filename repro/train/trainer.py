@@ -1,13 +1,6 @@
-"""The training loop shared by every model.
-
-:func:`run` trains one configured model in a run folder and returns its ``result.json``.
-Reading order: :func:`setup` builds all run state (data on the device, model,
-optimiser, schedule) as one :class:`RunState`; :meth:`Trainer.fit` is the loop.
-
-Run folder: ``metrics.jsonl`` (one line per finished epoch), ``checkpoint.pt`` and
-``checkpoint.prev.pt`` (after every epoch, see :mod:`.checkpoint`), ``result.json`` (at
-the end); all written atomically, by rank 0 only.
-"""
+"""The training loop shared by every model: :func:`setup` builds all run state as one
+:class:`RunState`, :meth:`Trainer.fit` is the loop. A run folder holds ``metrics.jsonl`` (a line
+per epoch), ``checkpoint.pt`` (+ ``.prev.pt``) and ``result.json``, written atomically by rank 0."""
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -32,28 +25,23 @@ from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, build_option, load_config
 from .distributed import DistContext
-from .equivariance import equivariance_group, measure_equivariance
 from .identity import identity_diff, identity_hash, recorded_config
+from .measure import equivariance_group, measure_equivariance, robustness_errors
 from .optim import build_optimizer, build_scheduler
 from .reproducible import determinism, epoch_batches, global_batches, seed_everything, stream_seed
-from .robustness import robustness_errors
 
 __all__ = ["run", "setup", "RunState", "Trainer", "default_run_dir", "read_result"]
 
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
+# checkpoint key -> the RunState attribute whose state_dict it holds
+STATEFUL = {"model": "module", "optimizer": "optimizer", "scheduler": "scheduler", "scaler": "scaler"}
 
 
 def run(cfg: Any, run_dir: str | os.PathLike | None = None, *, multirun: bool = False) -> dict[str, Any]:
-    """Train one model as configured and return the contents of ``result.json``.
-
-    ``cfg``: a composed config (:func:`repro.train.compose_config`), a plain dict
-    (missing keys take their defaults) or a :class:`TrainConfig`. ``run_dir``: where the
-    run lives (default :func:`default_run_dir`); rerunning with the same folder resumes
-    from its checkpoint, and a finished run is not redone. ``multirun``: part of a sweep
-    (the wandb group becomes ``sweep_name``). Under ``torchrun`` every process calls
-    this; rank 0 writes the files.
-    """
+    """Train one model as configured (a composed config, a plain dict or a :class:`TrainConfig`)
+    and return ``result.json``. Rerunning in the same ``run_dir`` resumes; a finished run is not
+    redone. ``multirun``: part of a sweep (wandb group ``sweep_name``). Every torchrun process calls it."""
     config = load_config(cfg)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     ctx = distributed.setup(config.device)
@@ -71,8 +59,8 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 
 def read_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """``result.json`` of a finished run, or None (also when it is corrupt: a warning says
-    so, and the run's final evaluation is redone from its last checkpoint)."""
+    """``result.json`` of a finished run, or None (also when it is corrupt: a warning says so,
+    and the final evaluation is redone from the last checkpoint)."""
     path = Path(run_dir) / RESULT
     if not path.exists():
         return None
@@ -99,7 +87,7 @@ def check_same_identity(run_dir: Path, saved: dict[str, Any], current: dict[str,
 class RunState:
     """Everything a run trains with, built once by :func:`setup`."""
 
-    data: Any                    # repro.data bundle (name, num_classes, in_channels, ...)
+    data: Any                    # the repro.data bundle (name, num_classes, zca_shrinkage, ...)
     train: tuple[torch.Tensor, torch.Tensor]          # images, labels on the device
     test: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor] | None
@@ -110,48 +98,39 @@ class RunState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
+    amp_dtype: str | None        # autocast dtype, None without amp
+    channels_last: bool
     steps_per_epoch: int
     params: int
     macs: int
 
 
-def _load_data(config: TrainConfig, device: torch.device) -> tuple[Any, ...]:
+def setup(config: TrainConfig, ctx: DistContext) -> RunState:
+    """Build the run's data (on the device), model, optimiser, schedule and grad scaler."""
     from repro.data import build_data
-    bundle = build_data(config.data)
-    on = lambda x, y: (x.to(device), y.to(device))  # noqa: E731
-    val = getattr(bundle, "val_x", None)
-    return (bundle, on(bundle.train_x, bundle.train_y), on(bundle.test_x, bundle.test_y),
-            on(bundle.val_x, bundle.val_y) if val is not None and len(val) > 0 else None)
+    data, device = build_data(config.data), ctx.device
+    train = data.train_x.to(device), data.train_y.to(device)
+    test = data.test_x.to(device), data.test_y.to(device)
+    val = (data.val_x.to(device), data.val_y.to(device)) if data.val_x is not None and len(data.val_x) else None
+    amp_dtype = config.amp_dtype if resolve_flag(config.amp, device, "amp") else None
+    channels_last = resolve_flag(config.channels_last, device, "channels_last")
 
-
-def _build_model(config: TrainConfig, bundle: Any, ctx: DistContext, channels_last: bool,
-                 input_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module, nn.Module, int, int]:
-    cfg = config.model
-    module = models.build_model(cfg.name, config.group.name, bundle.num_classes, in_channels=bundle.in_channels,
-                                width=cfg.width, **dict(cfg.overrides)).to(ctx.device)
-    params, macs = models.count_parameters(module), models.count_macs(module, input_shape)
-    if ctx.distributed and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
-        module = distributed.convert_sync_batchnorm(module, ctx.device)
+    module = models.build_model(config.model.name, config.group.name, data.num_classes, in_channels=data.in_channels,
+                                width=config.model.width, **dict(config.model.overrides)).to(device)
+    params, macs = models.count_parameters(module), models.count_macs(module, tuple(train[0].shape[1:]))
+    if ctx.distributed:
+        module = distributed.convert_sync_batchnorm(module, device)
     if channels_last:
         for p in module.parameters():
             if p.dim() == 4:
                 p.data = p.data.contiguous(memory_format=torch.channels_last)
-    train_model: nn.Module = module
+    train_model = eval_model = module
     if ctx.distributed:
-        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        ids = [device.index] if device.type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(module, device_ids=ids)
     if config.compile:  # static shapes: one graph per shape family (see Trainer.evaluate)
-        return module, torch.compile(train_model, dynamic=False), torch.compile(module, dynamic=False), params, macs
-    return module, train_model, module, params, macs
+        train_model, eval_model = torch.compile(train_model, dynamic=False), torch.compile(module, dynamic=False)
 
-
-def setup(config: TrainConfig, ctx: DistContext) -> RunState:
-    """Build the run's data, model, optimiser, schedule and grad scaler."""
-    bundle, train, test, val = _load_data(config, ctx.device)
-    augment = build_option("augment", config.augment)
-    channels_last = resolve_flag(config.channels_last, ctx.device, "channels_last")
-    module, train_model, eval_model, params, macs = _build_model(config, bundle, ctx, channels_last,
-                                                                 tuple(train[0].shape[1:]))
     steps = len(epoch_batches(config.seed, 1, len(train[0]), config.batch_size, config.steps_per_epoch,
                               world_size=ctx.world_size, drop_last=config.compile))
     if steps == 0:
@@ -159,10 +138,9 @@ def setup(config: TrainConfig, ctx: DistContext) -> RunState:
                           f"{len(train[0])} images on {ctx.world_size} process(es)")
     optimizer = build_optimizer(module.parameters(), config.optim)
     scheduler = build_scheduler(optimizer, config.schedule, steps, config.epochs)
-    amp = resolve_flag(config.amp, ctx.device, "amp")
-    fp16 = amp and config.amp_dtype == "float16" and ctx.device.type == "cuda"
-    return RunState(bundle, train, test, val, augment, module, train_model, eval_model, optimizer, scheduler,
-                    torch.amp.GradScaler("cuda", enabled=fp16), steps, params, macs)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == "float16" and device.type == "cuda")
+    return RunState(data, train, test, val, build_option("augment", config.augment), module, train_model, eval_model,
+                    optimizer, scheduler, scaler, amp_dtype, channels_last, steps, params, macs)
 
 
 # ---------------------------------------------------------------- the loop
@@ -171,14 +149,11 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: Path, ctx: DistContext, *, multirun: bool = False) -> None:
         self.config, self.run_dir, self.ctx, self.multirun = config, Path(run_dir), ctx, multirun
-        self.config_dict = recorded_config(config)  # what result.json and checkpoints record
         self.device = ctx.device
-        self.amp_dtype = config.amp_dtype if resolve_flag(config.amp, self.device, "amp") else None
-        self.channels_last = resolve_flag(config.channels_last, self.device, "channels_last")
+        self.config_dict = recorded_config(config)  # what result.json and checkpoints record
         self.progress = sys.stderr.isatty() if config.progress == "auto" else bool(config.progress)
         self.history: list[dict[str, Any]] = []
-        self.previous_wall_time = 0.0
-        self.start_time = time.time()
+        self.previous_wall_time, self.start_time = 0.0, time.time()
         self.state: RunState | None = None
 
     def fit(self) -> dict[str, Any]:
@@ -222,8 +197,7 @@ class Trainer:
         start = time.time()
         lr = self.state.optimizer.param_groups[0]["lr"]
         train = self.train_epoch(epoch)
-        last = epoch == self.config.epochs
-        if self.config.bn_recalibration and (last or self.state.val is not None):
+        if self.config.bn_recalibration and (epoch == self.config.epochs or self.state.val is not None):
             self.recalibrate_batchnorm()  # only where it changes a reported or selecting number
         row: dict[str, Any] = {"epoch": epoch, "train_loss": train["loss"], "train_error": train["error"]}
         row["test_loss"], row["test_error"] = self.evaluate(*self.state.test)
@@ -243,16 +217,11 @@ class Trainer:
         state.train_model.train()
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, errors
         count, start = 0, time.time()
-        bar = self.progress_bar(len(batches), epoch)
-        for index in batches:
+        for index in self.progress_bar(batches, epoch):
             step_totals, images = self.train_step(index.to(self.device), augment_gen)
             totals += step_totals
             count += images
-            if bar is not None:
-                bar.update(1)
         loss_total, wrong_total, count = self.reduce_totals(totals, count)  # one sync per epoch
-        if bar is not None:
-            bar.close()
         return {"loss": loss_total / count, "error": 100.0 * wrong_total / count, "images": count,
                 "seconds": time.time() - start}
 
@@ -280,9 +249,9 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, x_all: torch.Tensor, y_all: torch.Tensor,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[float, float]:
-        """Mean loss and error (%) over ``x_all`` (each batch passed through ``transform``),
-        sharded over the ranks and summed. Compiled models see one batch shape: the last
-        batch is padded and the padding's logits dropped."""
+        """Mean loss and error (%) over ``x_all`` (each batch passed through ``transform``), sharded
+        over the ranks and summed. Compiled models see one batch shape: the last batch is padded
+        and the padding's logits dropped."""
         self.state.eval_model.eval()
         size = self.config.eval_batch_size
         shard = torch.tensor_split(torch.arange(len(x_all), device=self.device), self.ctx.world_size)[self.ctx.rank]
@@ -302,10 +271,9 @@ class Trainer:
 
     @torch.no_grad()
     def recalibrate_batchnorm(self) -> None:
-        """Re-estimate every BN's running mean/var as the average over the (un-augmented)
-        training set in global batches of ``eval_batch_size``; dropout stays off. The
-        cumulative average uses momentum ``1 / k`` at batch ``k`` (a host number, so no
-        device sync per layer and batch)."""
+        """Set every BN's running mean/var to the average over the (un-augmented) training set in
+        global batches of ``eval_batch_size``, dropout off. The cumulative average uses momentum
+        ``1 / k`` at batch ``k``: a host number, so no device sync per layer and batch."""
         norms = [m for m in self.state.module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not norms:
             return
@@ -316,11 +284,10 @@ class Trainer:
             m.train()
         order = torch.arange(len(self.state.train[0]), device=self.device)
         for k, index in enumerate(global_batches(order, self.config.eval_batch_size, self.ctx.world_size), 1):
-            local = distributed.rank_slice(index, self.ctx)
             for m in norms:
                 m.momentum = 1.0 / k
             with self.autocast():
-                self.state.module(self.prepare_input(self.state.train[0][local]))
+                self.state.module(self.prepare_input(self.state.train[0][distributed.rank_slice(index, self.ctx)]))
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         self.state.module.eval()
@@ -332,25 +299,24 @@ class Trainer:
             print(message, flush=True)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return autocast(self.device, self.amp_dtype)
+        return autocast(self.device, self.state.amp_dtype)
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         """One memory layout for every batch (a rotated or flipped batch has other strides,
         which would make a compiled model recompile)."""
-        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        return x.contiguous(memory_format=torch.channels_last if self.state.channels_last else torch.contiguous_format)
 
     def reduce_totals(self, totals: torch.Tensor, count: int) -> list[float]:
-        """``[loss sum, errors, images]`` summed over the ranks; the image count is known
-        on the host, so it joins the device sums only here, once per pass."""
-        local = torch.cat([totals, totals.new_tensor([float(count)])])
-        return distributed.all_reduce_sum(self.ctx, local).tolist()
+        """``[loss sum, errors, images]`` summed over the ranks: the host's image count joins the
+        device sums only here, once per pass."""
+        return distributed.all_reduce_sum(self.ctx, torch.cat([totals, totals.new_tensor([float(count)])])).tolist()
 
-    def progress_bar(self, total: int, epoch: int) -> Any:
+    def progress_bar(self, batches: list[torch.Tensor], epoch: int) -> Iterable[torch.Tensor]:
+        """``batches``, shown as a tqdm bar on stderr when ``progress`` is on (rank 0)."""
         if not (self.progress and self.ctx.is_main):
-            return None
+            return batches
         from tqdm import tqdm
-        return tqdm(total=total, desc=f"epoch {epoch}/{self.config.epochs}", leave=False, file=sys.stderr,
-                    unit="batch")
+        return tqdm(batches, desc=f"epoch {epoch}/{self.config.epochs}", leave=False, file=sys.stderr, unit="batch")
 
     def announce(self, done: int) -> None:
         state = self.state
@@ -368,19 +334,14 @@ class Trainer:
 
     # ---------------------------------------------------------------- the record
     def checkpoint(self, epoch: int) -> dict[str, Any]:
-        state = self.state
-        return {"epoch": epoch, "model": state.module.state_dict(), "optimizer": state.optimizer.state_dict(),
-                "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
+        return {"epoch": epoch, **{key: getattr(self.state, name).state_dict() for key, name in STATEFUL.items()},
                 "history": self.history, "config": self.config_dict,
                 "wall_time_s": self.previous_wall_time + (time.time() - self.start_time)}
 
     def restore(self, checkpoint: dict[str, Any]) -> int:
         """Load a checkpoint into the run state; return the number of finished epochs."""
-        state = self.state
-        state.module.load_state_dict(checkpoint["model"])
-        state.optimizer.load_state_dict(checkpoint["optimizer"])
-        state.scheduler.load_state_dict(checkpoint["scheduler"])
-        state.scaler.load_state_dict(checkpoint["scaler"])
+        for key, name in STATEFUL.items():
+            getattr(self.state, name).load_state_dict(checkpoint[key])
         self.history = list(checkpoint["history"])
         self.previous_wall_time = float(checkpoint["wall_time_s"])
         if self.ctx.is_main:  # drop lines of an epoch that was killed after the checkpoint
@@ -415,16 +376,15 @@ class Trainer:
             "best_test_error": best["test_error"], "best_epoch": best["epoch"],
             "final_train_loss": last["train_loss"], "final_train_error": last["train_error"],
             "params": state.params, "macs": state.macs, "equivariance_error": error,
-            "zca_shrinkage": getattr(state.data, "zca_shrinkage", None),
+            "zca_shrinkage": state.data.zca_shrinkage,
             "equivariance_group": measured, "equivariance_images": int(images.shape[0]),
             "identity": identity_hash(self.config_dict), "config": self.config_dict,
             **describe_machine(self.device, self.ctx.world_size),
             "wall_time_s": self.previous_wall_time + (time.time() - self.start_time),
         }
         if c.robustness:
-            rotations = c.data["name"] == "digits_rot"
             result["robustness"] = robustness_errors(lambda t: self.evaluate(*state.test, transform=t)[1],
-                                                     rotations=rotations)
+                                                     rotations=c.data["name"] == "digits_rot")
         if "val_error" in last:
             best_val = min(self.history, key=lambda row: (row["val_error"], row["epoch"]))
             result.update(final_val_error=last["val_error"], best_val_error=best_val["val_error"],
