@@ -1,13 +1,12 @@
-"""One command for a fresh GPU machine (``make gpu-check``): the CUDA-path tests, the
-training step of the paper recipes against the plain same-MAC networks (compile off
-and on), and two-epoch trainer runs on synthetic CIFAR-format data. Writes
-``<out>/<gpu>.md`` and ``.json`` (device name, torch version, this command, targets).
+"""One command for a fresh GPU machine (``make gpu-check``): the CUDA-path tests, the training step
+of the paper recipes against the plain same-MAC networks (compile off and on), and two-epoch trainer
+runs on synthetic CIFAR-format data. Writes ``<out>/<gpu>.md`` and ``.json``.
 
     python3 scripts/gpu_check.py --out results/bench          # on the GPU, about 6-8 minutes
     python3 scripts/gpu_check.py --dry --out /tmp/check       # every code path on the CPU, < 1 minute
 
-Needs no ``make`` and no venv: torch, numpy, pytest and (for the configs) hydra-core
-and omegaconf on ``PYTHONPATH``; see the README's "Performance" section.
+Needs no ``make`` and no venv: torch, numpy, pytest and (for the configs) hydra-core and omegaconf
+on ``PYTHONPATH``; see the README's "Performance" section.
 """
 from __future__ import annotations
 
@@ -20,10 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from repro.bench.gpu import PARTS, CheckOptions, run_check  # noqa: E402
-from repro.bench.targets import status  # noqa: E402
+from repro.bench.report import print_targets  # noqa: E402
 
 
-def build_parser() -> argparse.ArgumentParser:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="results/bench", help="output folder (default: results/bench)")
     p.add_argument("--dry", action="store_true", help="CPU smoke run at toy sizes (what the test suite runs)")
@@ -33,24 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile-backend", help="torch.compile backend (default inductor; eager with --dry)")
     p.add_argument("--run-override", action="append", default=[], metavar="KEY=VALUE",
                    help="extra override of the two-epoch runs, e.g. compile=true (repeatable)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = p.parse_args(argv)
     base = CheckOptions.dry_run() if args.dry else CheckOptions()
     changes = {"device": args.device, "parts": tuple(args.parts) if args.parts else None, "steps": args.steps,
                "compile_backend": args.compile_backend,
                "run_overrides": (*base.run_overrides, *args.run_override) if args.run_override else None}
     try:
-        opts = replace(base, **{k: v for k, v in changes.items() if v is not None})
-        results = run_check(opts, args.out, shlex.join(["python3", "scripts/gpu_check.py", *argv]),
+        results = run_check(replace(base, **{k: v for k, v in changes.items() if v is not None}), args.out,
+                            shlex.join(["python3", "scripts/gpu_check.py", *argv]),
                             log=lambda line: print(line, flush=True))
     except ValueError as exc:
         raise SystemExit(f"gpu_check.py: error: {exc}") from None
-    for record in results["targets"]:
-        print(f"{status(record).strip('*'):>12}  {record['name']}: {record['measured']}")
+    print_targets(results["targets"])
     return 0
 
 

@@ -15,9 +15,7 @@ import gcnn
 import models
 from repro import device as dev
 from repro.bench import layers, plain, report, timing, training
-from repro.bench.escnn_anchor import build_escnn_conv, escnn_version
-from repro.bench.suite import BenchOptions
-from repro.bench.targets import Measured, Target, evaluate_targets
+from repro.bench.report import Measured, Target, evaluate_targets
 
 CPU = torch.device("cpu")
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +85,7 @@ def test_interleaved_timings_alternates_order_and_counts_rounds() -> None:
     cands = {name: (lambda n=name: calls.append(n)) for name in "abc"}
     result = timing.interleaved_timings(cands, rounds=4, warmup=1, device=CPU)
     assert list(result) == ["a", "b", "c"]
-    assert all(len(t.samples_s) == 4 and t.inner == 1 for t in result.values())
+    assert all(len(t["samples_s"]) == 4 and t["inner"] == 1 for t in result.values())
     assert calls[:3] == ["a", "b", "c"]                      # warm-up
     assert calls[3:] == list("abc" "cba" "abc" "cba")         # rounds alternate direction
 
@@ -98,7 +96,9 @@ def test_calibrate_inner_reaches_min_sample() -> None:
 
 
 def test_ratio_exact() -> None:
-    r = timing.ratio(timing.Timing("a", 1, [2.0, 4.0, 9.0]), timing.Timing("b", 1, [1.0, 1.0, 3.0]))
+    def t(samples: list[float]) -> dict:
+        return {"samples_s": samples, "median_s": sorted(samples)[1], "min_s": min(samples)}
+    r = timing.ratio(t([2.0, 4.0, 9.0]), t([1.0, 1.0, 3.0]))
     assert r == {"ratio_of_medians": 4.0, "median_round_ratio": 3.0, "ratio_of_minimums": 2.0}
 
 
@@ -126,8 +126,9 @@ def test_case_macs_exact() -> None:
     assert layers.LayerCase("tiny", "lifting", "p4", 1, 3, 5, 8).macs == 64 * (5 * 4) * 3 * 9
 
 
-@pytest.mark.parametrize("field,value,match", [("size", "huge", "unknown size"), ("kind", "dense", "unknown layer kind"),
-                                               ("group", "z2", "unknown group")])
+@pytest.mark.parametrize("field,value,match", [("size", "huge", "size='huge' is not valid"),
+                                               ("kind", "dense", "kind='dense' is not valid"),
+                                               ("group", "z2", "group='z2' is not valid")])
 def test_case_rejects_bad_values(field, value, match) -> None:
     kwargs = dict(size="tiny", kind="group", group="p4", batch=1, in_channels=2, out_channels=2, spatial=4)
     with pytest.raises(ValueError, match=match):
@@ -148,19 +149,19 @@ def test_bench_layer_case_row_structure() -> None:
         assert row["mode"] == mode and row["size"] == "tiny" and row["macs"] == case.macs
         assert set(row["timings"]) == {"gcnn", "conv2d", "nn.Conv2d"} and set(row["ratios"]) == {"gcnn", "nn.Conv2d"}
         assert all(len(t["samples_s"]) == 2 and t["median_s"] > 0 for t in row["timings"].values())
-    with pytest.raises(ValueError, match="unknown mode 'infer'"):
-        layers.layer_candidates(case, "infer", CPU)
+    with pytest.raises(ValueError, match="mode='infer' is not valid"):
+        layers.bench_layer_case(case, "infer", CPU, rounds=1)
 
 
 def test_escnn_anchor_rejects_unknown_group() -> None:
-    with pytest.raises(ValueError, match="escnn anchor has no group 'z2'"):
-        build_escnn_conv("z2", False, 2, 2)
+    with pytest.raises(ValueError, match="group='z2' is not valid"):
+        layers.EscnnConv("z2", False, 2, 2)
 
 
-@pytest.mark.skipif(escnn_version() is None, reason="escnn not installed (optional bench extra)")
+@pytest.mark.skipif(layers.escnn_version() is None, reason="escnn not installed (optional bench extra)")
 @pytest.mark.parametrize("group,order", [("p4", 4), ("p4m", 8)])
 def test_escnn_anchor_has_the_expanded_shape(group, order) -> None:
-    conv = build_escnn_conv(group, lifting=False, in_channels=2, out_channels=3)
+    conv = layers.EscnnConv(group, lifting=False, in_channels=2, out_channels=3)
     assert conv(torch.randn(1, 2 * order, 6, 6)).shape == (1, 3 * order, 6, 6)
 
 
@@ -242,9 +243,9 @@ def test_measure_case_trains_what_the_experiment_config_says(one_thread) -> None
     assert paper["compile_s"] is None and paper["peak_memory_bytes"] is None and paper["graphs"] == 0
 
 
-def test_bench_cases_compare_with_the_plain_network(one_thread) -> None:
+def test_measure_cases_compare_with_the_plain_network(one_thread) -> None:
     cases = [training.TrainCase(TINY_ALLCNNC), training.TrainCase(TINY_ALLCNNC, "plain")]
-    rows = training.bench_cases(cases, CPU, steps=1, warmup=1, batch=2, log=quiet)
+    rows = training.add_speed_vs_plain(list(training.measure_cases(cases, CPU, steps=1, warmup=1, batch=2, log=quiet)))
     assert [r["group"] for r in rows] == ["p4m", "plain"] and rows[1]["speed_vs_plain"] == 1.0
     assert rows[0]["speed_vs_plain"] == pytest.approx(rows[0]["images_per_s"] / rows[1]["images_per_s"])
     assert abs(rows[1]["macs_per_image"] / rows[0]["macs_per_image"] - 1) < 0.1
@@ -335,14 +336,11 @@ def test_time_command_runs_times_and_times_out() -> None:
         timing.time_command([])
 
 
-@pytest.mark.parametrize("kwargs,match", [({"amp": "fp16"}, "amp='fp16' is not valid"),
-                                          ({"skip": ["gpu"]}, "skip='gpu' is not valid"),
-                                          ({"experiments": ["vgg"]}, "experiment='vgg' is not valid"),
-                                          ({"groups": ["so2"]}, "group='so2' is not valid"),
-                                          ({"overrides": ["seed"]}, "override='seed' is not valid")])
-def test_bench_options_reject_bad_values(kwargs, match) -> None:
-    with pytest.raises(ValueError, match=match):
-        BenchOptions(**kwargs)
+@pytest.mark.parametrize("argv", [["--skip", "gpu"], ["--experiments", "vgg"], ["--sizes", "huge"]])
+def test_cli_rejects_unknown_choices(cli, argv, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_cli_writes_the_report(cli, tmp_path, one_thread) -> None:
@@ -357,6 +355,7 @@ def test_cli_writes_the_report(cli, tmp_path, one_thread) -> None:
 
 @pytest.mark.parametrize("argv,match", [(["--device", "gpu"], "device='gpu' is not valid"),
                                         (["--threads", "0"], "--threads=0 is not valid"),
+                                        (["--groups", "so2"], "group='so2' is not valid"),
                                         (["--override", "seed"], "override='seed' is not valid")])
 def test_cli_rejects_bad_arguments_with_one_line(cli, argv, match) -> None:
     with pytest.raises(SystemExit, match=match):

@@ -1,9 +1,6 @@
-"""Does ``torch.compile`` see whole graphs? Graph breaks of the G-layers and models.
-
-:func:`graph_breaks` traces a module with ``torch._dynamo.explain`` (no code
-generation, so it is fast); :func:`compile_matches_eager` really compiles it
-with a backend (``inductor`` by default; minutes per model on a small CPU)
-and compares the output with eager mode.
+"""Does ``torch.compile`` see whole graphs? :func:`graph_breaks` traces with ``torch._dynamo.explain``
+(no code generation, fast); :func:`compile_matches_eager` really compiles (minutes per model on a
+small CPU with inductor) and compares with eager mode.
 """
 from __future__ import annotations
 
@@ -17,15 +14,15 @@ import models
 
 
 def dynamo_counts() -> dict[str, int]:
-    """``torch._dynamo``'s running totals: ``graphs`` compiled and ``graph_breaks``
-    (``torch._dynamo.reset()`` does not clear them: compare two readings)."""
+    """``torch._dynamo``'s running totals of ``graphs`` and ``graph_breaks`` (``reset()`` does not
+    clear them: compare two readings)."""
     from torch._dynamo.utils import counters
     return {"graphs": int(counters["stats"]["unique_graphs"]),
             "graph_breaks": int(sum(counters["graph_break"].values()))}
 
 
 def graph_breaks(module: nn.Module, *inputs: torch.Tensor) -> dict:
-    """``{"graphs": n, "graph_breaks": m, "reasons": [...]}`` of tracing ``module(*inputs)``."""
+    """``{"graphs", "graph_breaks", "reasons"}`` of tracing ``module(*inputs)``."""
     torch._dynamo.reset()
     explained = torch._dynamo.explain(module)(*inputs)
     reasons = [str(getattr(b, "reason", b)) for b in explained.break_reasons]
@@ -34,10 +31,8 @@ def graph_breaks(module: nn.Module, *inputs: torch.Tensor) -> dict:
 
 def compile_matches_eager(module: nn.Module, x: torch.Tensor, backend: str = "inductor",
                           rel_tol: float = 1e-3) -> dict:
-    """Compile ``module`` with ``fullgraph=True`` and compare ``compiled(x)`` with ``module(x)``
-    in the module's current mode (no grad). ``ok`` when the largest deviation is within
-    ``rel_tol`` of the output's scale (compiled kernels sum in another order);
-    ``{"ok": bool, "max_abs_diff": float, "scale": float}``."""
+    """Compile ``module`` (``fullgraph=True``) and compare ``compiled(x)`` with ``module(x)`` under
+    ``no_grad``: ``{"ok", "max_abs_diff", "scale"}``, ok within ``rel_tol`` of the output's scale."""
     torch._dynamo.reset()
     compiled = torch.compile(module, backend=backend, fullgraph=True)
     with torch.no_grad():
@@ -51,9 +46,8 @@ def compile_matches_eager(module: nn.Module, x: torch.Tensor, backend: str = "in
 def layer_modules(group: str, channels: int = 4, size: int = 8,
                   batch: int = 2) -> dict[str, tuple[nn.Module, torch.Tensor]]:
     """Small G-layers of ``group`` with a matching input each, keyed by layer name."""
-    order = gcnn.get_group(group).order
     image = torch.randn(batch, 3, size, size)
-    features = torch.randn(batch, channels, order, size, size)
+    features = torch.randn(batch, channels, gcnn.get_group(group).order, size, size)
     return {
         "LiftingConv2d": (gcnn.LiftingConv2d(3, channels, 3, group, padding=1), image),
         "GroupConv2d": (gcnn.GroupConv2d(channels, channels, 3, group, padding=1), features),
@@ -77,8 +71,8 @@ def check_layers(groups: Iterable[str] = ("p4", "p4m")) -> list[dict]:
 
 def check_models(archs: Iterable[str], groups: Iterable[str], *, backend: str | None = None,
                  width: float = 0.25, log: Callable[[str], None] = print) -> list[dict]:
-    """Graph breaks of every model (eval mode, ``width``-scaled, batch 2) and, when
-    ``backend`` is given, whether the compiled model matches eager mode."""
+    """Graph breaks of every model (eval, ``width``-scaled, batch 2) and, with a ``backend``,
+    whether the compiled model matches eager mode."""
     rows = []
     for arch in archs:
         for group in groups:

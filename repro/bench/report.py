@@ -1,24 +1,47 @@
-"""The benchmark's targets and its written report: ``<out>/<stem>.md`` and ``.json``.
+"""The benchmark's targets, as data, and its report ``<out>/<stem>.md`` and ``.json``.
 
-``results`` is the dict of :func:`repro.bench.suite.run_bench`: ``meta`` (machine,
-options), ``layers``, ``training``, ``compile`` (``layers`` / ``models`` rows) and
-``e2e`` (name -> timed command). :func:`measured_numbers` reduces it to the numbers
-the :data:`TARGETS` name; a number this run did not measure is ``None``.
+A number this run did not measure is ``None``: its target is "not measured", never assumed met.
 """
 from __future__ import annotations
 
 import json
+import operator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
+from gcnn.validation import check_choice
 from repro.io import write_json, write_text
 from repro.markdown import markdown_table
-
-from .targets import Measured, Target, evaluate_targets, targets_table
 
 SECTIONS = ("layers", "training", "compile", "e2e")
 E2E_LIMIT_S = 600.0
 PLAIN_SPEED_LIMIT = 1 / 1.3   # a p4m network at >= 1/1.3 of the images/s of the plain same-MAC network
+PLAIN_NOTE = ("`plain` = the z2 network in `nn.Conv2d` / `BatchNorm2d` on 4-D tensors, widened to the p4m "
+              "network's MACs; `vs plain` = images/s over its images/s. TFLOP/s counts 6 FLOP per MAC per image.")
+_COMPARISONS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, "==": operator.eq}
+
+
+@dataclass(frozen=True)
+class Target:
+    """``name`` is met when ``measured[metric] <op> limit``; ``unit`` says what the number is."""
+
+    name: str
+    metric: str
+    op: str
+    limit: float
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        check_choice("op", self.op, list(_COMPARISONS))
+
+
+class Measured(NamedTuple):
+    """A measured number and where it came from (e.g. the worst case's name)."""
+
+    value: float
+    where: str = ""
+
 
 TARGETS = [
     Target("train-mode overhead vs plain conv2d at CIFAR sizes", "layer_train_cifar", "<=", 1.05, "x"),
@@ -35,20 +58,44 @@ TARGETS = [
 ]
 
 
+def evaluate_targets(targets: Sequence[Target], measured: Mapping[str, Measured | None]) -> list[dict]:
+    """One record per target: ``name``, ``metric``, ``limit`` (text), ``measured`` (number or None),
+    ``unit``, ``where`` and ``met`` (True, False, or None when not measured)."""
+    records = []
+    for t in targets:
+        found = measured.get(t.metric)
+        records.append({"name": t.name, "metric": t.metric, "limit": f"{t.op} {t.limit:.4g}{t.unit}",
+                        "measured": None if found is None else found.value, "unit": t.unit,
+                        "where": "" if found is None else found.where,
+                        "met": None if found is None else bool(_COMPARISONS[t.op](found.value, t.limit))})
+    return records
+
+
+def status(record: Mapping) -> str:
+    """``met``, ``**missed**`` or ``not measured``."""
+    return {True: "met", False: "**missed**", None: "not measured"}[record["met"]]
+
+
+def print_targets(records: Iterable[Mapping]) -> None:
+    """One line per target on stdout: status, name, measured number."""
+    for record in records:
+        print(f"{status(record).strip('*'):>12}  {record['name']}: {record['measured']}")
+
+
 def worst(pairs: Iterable[tuple[float, str]], *, largest: bool = True) -> Measured | None:
-    """The largest (or smallest) ``(value, where)`` as :class:`Measured`; None if there is none."""
+    """The largest (or smallest) ``(value, where)``; None if there is none."""
     found = (max if largest else min)(pairs, default=None)
     return None if found is None else Measured(*found)
 
 
-def _layer_ratios(results: Mapping, mode: str, sizes: Sequence[str] | None, key: str) -> Measured | None:
-    """Worst ratio of medians of ``key`` (``gcnn`` vs conv2d, or ``gcnn_vs_escnn``)."""
+def _worst_layer_ratio(results: Mapping, escnn: bool = False, mode: str | None = None,
+                       size: str | None = None) -> Measured | None:
+    """Worst ratio of medians, gcnn vs conv2d (or vs escnn), over the rows of ``mode`` and ``size``."""
     pairs = []
     for row in results.get("layers", []):
-        if (mode is None or row["mode"] == mode) and (sizes is None or row["size"] in sizes):
-            ratio = row.get("gcnn_vs_escnn") if key == "escnn" else row["ratios"].get(key)
-            if ratio is not None:
-                pairs.append((ratio["ratio_of_medians"], f"{row['size']} {row['mode']} {row['name']}"))
+        found = row.get("gcnn_vs_escnn") if escnn else row["ratios"]["gcnn"]
+        if found is not None and mode in (None, row["mode"]) and size in (None, row["size"]):
+            pairs.append((found["ratio_of_medians"], f"{row['size']} {row['mode']} {row['name']}"))
     return worst(pairs)
 
 
@@ -60,7 +107,7 @@ def _e2e(results: Mapping, name: str) -> tuple[Measured | None, Measured | None]
     return Measured(code), Measured(run["wall_s"])
 
 
-def _models_not_compiled(rows: Sequence[Mapping]) -> Measured | None:
+def _models_not_compiled(rows: Sequence[Mapping] | None) -> Measured | None:
     """How many models broke their graph or did not match eager, naming them."""
     if not rows:
         return None
@@ -70,25 +117,28 @@ def _models_not_compiled(rows: Sequence[Mapping]) -> Measured | None:
 
 def measured_numbers(results: Mapping) -> dict[str, Measured | None]:
     """Every number a target of :data:`TARGETS` names, from the measured rows only."""
-    compiled = results.get("compile", {})
-    layer_rows, model_rows = compiled.get("layers", []), compiled.get("models", [])
+    layer_rows = results.get("compile", {}).get("layers")
     numbers = {
-        "layer_train_cifar": _layer_ratios(results, "train", ["cifar"], "gcnn"),
-        "layer_train_tiny": _layer_ratios(results, "train", ["tiny"], "gcnn"),
-        "layer_eval": _layer_ratios(results, "eval", None, "gcnn"),
-        "vs_escnn": _layer_ratios(results, None, None, "escnn"),
+        "layer_train_cifar": _worst_layer_ratio(results, mode="train", size="cifar"),
+        "layer_train_tiny": _worst_layer_ratio(results, mode="train", size="tiny"),
+        "layer_eval": _worst_layer_ratio(results, mode="eval"),
+        "vs_escnn": _worst_layer_ratio(results, escnn=True),
         "p4m_vs_plain": worst(((r["speed_vs_plain"], r["case"]) for r in results.get("training", [])
                                if r["group"] == "p4m" and r.get("speed_vs_plain") is not None), largest=False),
         "layer_graph_breaks": Measured(sum(r["graph_breaks"] for r in layer_rows), f"{len(layer_rows)} traces")
         if layer_rows else None,
-        "models_not_compiled": _models_not_compiled(model_rows),
+        "models_not_compiled": _models_not_compiled(results.get("compile", {}).get("models")),
     }
     numbers["demo_exit"], numbers["demo_s"] = _e2e(results, "demo")
     numbers["test_exit"], numbers["test_s"] = _e2e(results, "test")
     return numbers
 
 
-# ------------------------------------------------------------------ tables
+# ------------------------------------------------------------------ markdown
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
 def _ms(timing: Mapping | None) -> str:
     return "-" if timing is None else f"{timing['median_s'] * 1e3:.3f}"
 
@@ -96,8 +146,7 @@ def _ms(timing: Mapping | None) -> str:
 def _x(ratio: Mapping | None) -> str:
     if ratio is None:
         return "-"
-    return (f"{ratio['ratio_of_medians']:.3f}x ({ratio['median_round_ratio']:.3f}; "
-            f"{ratio['ratio_of_minimums']:.3f})")
+    return f"{ratio['ratio_of_medians']:.3f}x ({ratio['median_round_ratio']:.3f}; {ratio['ratio_of_minimums']:.3f})"
 
 
 def _layer_section(rows: Sequence[Mapping]) -> str:
@@ -107,20 +156,16 @@ def _layer_section(rows: Sequence[Mapping]) -> str:
              _ms(r["timings"]["gcnn"]), _x(r["ratios"].get("gcnn")), _x(r["ratios"].get("nn.Conv2d")),
              _ms(r["timings"].get("escnn")), _x(r["ratios"].get("escnn")), _x(r.get("gcnn_vs_escnn"))]
             for r in rows]
-    return ("## Layer overhead\n\nMedian time per call, candidates interleaved in rounds after warm-up. "
-            "Ratios: ratio of medians (in brackets: median of per-round ratios; ratio of minimums); "
-            "targets use the ratio of medians; lower is better, 1x = the plain `conv2d` on the "
-            "pre-expanded bank. Train = forward + backward (weight, bias and, for group layers, input "
-            "gradients); eval = `eval()` under `no_grad` (cached bank).\n\n" + markdown_table(header, body))
-
-
-def _num(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
+    return ("## Layer overhead\n\nMedian time per call, candidates interleaved in rounds after warm-up. Ratios "
+            "(lower is better; 1x = `conv2d` on the pre-expanded bank): ratio of medians, used by the targets "
+            "(in brackets: median of per-round ratios; ratio of minimums). Train = forward + backward (weight, "
+            "bias and, for group layers, input gradients); eval = `no_grad` (cached bank).\n\n"
+            + markdown_table(header, body))
 
 
 def training_table(rows: Sequence[Mapping], peak_tflops: float | None = None) -> str:
-    """One line per training case: network, MACs, speed, epoch time, TFLOP/s (and its share
-    of ``peak_tflops`` when given), memory, compilation."""
+    """One line per training case: network, MACs, speed, epoch time, TFLOP/s (and its share of
+    ``peak_tflops``), memory, compilation."""
     header = ["case", "network", "width", "params", "MMAC / image", "batch", "step ms", "images/s", "vs plain",
               "epoch s (50k)", "TFLOP/s", "% of bf16 peak", "peak MiB", "compile s", "graphs", "breaks"]
     body = [[r["case"], r["group"], f"{r['width']:.3f}", f"{r['params']:,}", f"{r['macs_per_image'] / 1e6:.1f}",
@@ -130,19 +175,13 @@ def training_table(rows: Sequence[Mapping], peak_tflops: float | None = None) ->
              _num(None if r["peak_memory_bytes"] is None else r["peak_memory_bytes"] / 2**20, ".0f"),
              _num(r["compile_s"], ".1f"), r["graphs"] if r["compile"] else "-",
              r["graph_breaks"] if r["compile"] else "-"] for r in rows]
-    if peak_tflops is None:
-        header.pop(11)
-        body = [row[:11] + row[12:] for row in body]
     return markdown_table(header, body)
 
 
 def _training_section(rows: Sequence[Mapping]) -> str:
-    return ("## Training step\n\nThe experiment configs (`configs/experiment/`) as `scripts/train.py` "
-            "composes them: model, width, optimiser, augmentation, autocast, layout and compile flag. "
-            "Synthetic data; median of the timed steps. `plain` = the z2 network in `nn.Conv2d` / "
-            "`BatchNorm2d` on 4-D tensors, widened to the MACs of the p4m network; `vs plain` = "
-            "images/s over that network's. TFLOP/s counts 6 FLOP per MAC per image; epoch = 50k "
-            "images at this speed.\n\n" + training_table(rows))
+    return ("## Training step\n\nThe experiment configs as `scripts/train.py` composes them, on synthetic "
+            "data; median of the timed steps. " + PLAIN_NOTE + " Epoch = 50k images at this speed.\n\n"
+            + training_table(rows))
 
 
 def _compile_section(compiled: Mapping) -> str:
@@ -163,16 +202,26 @@ def _e2e_section(e2e: Mapping) -> str:
     return "## End-to-end\n\n" + markdown_table(["what", "command", "wall s", "exit code"], rows)
 
 
+def _measured(record: Mapping) -> str:
+    if record["measured"] is None:
+        return "-"
+    text = f"{record['measured']:.4g}{record['unit']}"
+    return f"{text} ({record['where']})" if record["where"] else text
+
+
 MACHINE_KEYS = ("device_name", "device", "hostname", "cpu_model", "cpu_count", "torch_threads", "torch_version",
                 "cuda_version", "cudnn_version", "python_version", "platform", "git_commit", "escnn_version",
                 "started_utc", "wall_s", "command")
 
 
-def render_document(title: str, meta: Mapping, records: Sequence[Mapping], sections: Sequence[str]) -> str:
-    """A report (this one or the GPU check's): title, machine, targets, notes, then ``sections``."""
+def render_document(title: str, results: Mapping, sections: Sequence[str]) -> str:
+    """A report (the benchmark's or the GPU check's): title, machine, targets, notes, then ``sections``."""
+    meta = results["meta"]
     machine = markdown_table(["", "value"], [[k, f"`{meta[k]}`" if k == "command" else meta[k]]
                                              for k in MACHINE_KEYS if meta.get(k) is not None])
-    parts = [f"# {title}", "## Machine\n\n" + machine, "## Targets\n\n" + targets_table(records)]
+    targets = markdown_table(["target", "limit", "measured", "status"],
+                             [[r["name"], r["limit"], _measured(r), status(r)] for r in results["targets"]])
+    parts = [f"# {title}", "## Machine\n\n" + machine, "## Targets\n\n" + targets]
     if meta.get("notes"):
         parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in meta["notes"]))
     return "\n\n".join(p.rstrip("\n") for p in [*parts, *sections]) + "\n"
@@ -180,36 +229,29 @@ def render_document(title: str, meta: Mapping, records: Sequence[Mapping], secti
 
 def render_markdown(results: Mapping) -> str:
     """The benchmark's report: one section per measurement."""
-    meta = results.get("meta", {})
-    records = results.get("targets") or evaluate_targets(TARGETS, measured_numbers(results))
     render = {"layers": _layer_section, "training": _training_section, "compile": _compile_section,
               "e2e": _e2e_section}
-    return render_document(f"Benchmark: {meta.get('device_name', 'unknown device')}", meta, records,
+    return render_document(f"Benchmark: {results['meta'].get('device_name', 'unknown device')}", results,
                            [render[s](results[s]) for s in SECTIONS if results.get(s)])
 
 
 def merge_previous(results: dict, previous_json: str | Path) -> dict:
-    """``results`` plus the sections of an earlier report (``previous_json``) that this run
-    did not measure. ``meta["section_started"]`` records when each section was measured
-    (carried through any number of merges); each carried-over section is named in
-    ``meta["notes"]``. Targets are judged from the merged rows alone."""
+    """``results`` plus the sections of an earlier report (``previous_json``) that this run did not
+    measure. ``meta["section_started"]`` says when each section was measured (through any number of
+    merges); ``meta["notes"]`` names each carried-over section. Targets are judged from the merged rows."""
     path = Path(previous_json)
     if not path.exists():
         return results
     previous = json.loads(path.read_text(encoding="utf-8"))
-    previous_meta = previous.get("meta", {})
-    origins = previous_meta.get("section_started", {})
-    merged = dict(results)
-    meta = merged["meta"]
-    now = meta.get("started_utc", "unknown time")
-    meta["section_started"] = {section: now for section in SECTIONS if section in results}
+    origins = previous["meta"].get("section_started", {})
+    meta = results["meta"]
+    meta["section_started"] = {s: meta.get("started_utc", "unknown time") for s in SECTIONS if s in results}
     for section in SECTIONS:
         if section not in results and section in previous:
-            started = origins.get(section, previous_meta.get("started_utc", "unknown time"))
-            merged[section] = previous[section]
-            meta["section_started"][section] = started
+            started = origins.get(section, previous["meta"].get("started_utc", "unknown time"))
+            results[section], meta["section_started"][section] = previous[section], started
             meta.setdefault("notes", []).append(f"section '{section}' carried over from the run started {started}")
-    return merged
+    return results
 
 
 def write_report(results: dict, out_dir: str | Path, stem: str, *, targets: Sequence[Target] = TARGETS,
@@ -219,4 +261,4 @@ def write_report(results: dict, out_dir: str | Path, stem: str, *, targets: Sequ
     to ``<stem>.md`` and ``results`` to ``<stem>.json`` (the GPU check passes its own three)."""
     results["targets"] = evaluate_targets(targets, measure(results))
     out_dir = Path(out_dir)
-    return (write_text(out_dir / f"{stem}.md", render(results)), write_json(out_dir / f"{stem}.json", results))
+    return write_text(out_dir / f"{stem}.md", render(results)), write_json(out_dir / f"{stem}.json", results)

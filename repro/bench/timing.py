@@ -1,63 +1,35 @@
-"""Timing: competing candidates interleaved in rounds, and commands run to completion.
-
-A candidate is a zero-argument callable doing one unit of work (one forward, one
-forward+backward, one training step). Candidates are timed side by side in rounds,
-the order alternating ``A, B, C`` / ``C, B, A`` from round to round, so that machine
-noise hits all of them alike. Each sample times ``inner`` back-to-back calls so that
-even microsecond-sized work is measured well above the timer's resolution.
-"""
+"""Timing: zero-argument candidates interleaved in rounds (``A, B, C`` / ``C, B, A``, so that
+machine noise hits all alike; a sample times ``inner`` back-to-back calls, well above the
+timer's resolution), and commands run to completion."""
 from __future__ import annotations
 
 import math
 import statistics
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
 
 
-@dataclass
-class Timing:
-    """Seconds per call of one candidate, one sample per round."""
-
-    name: str
-    inner: int
-    samples_s: list[float] = field(default_factory=list)
-
-    @property
-    def median_s(self) -> float:
-        return statistics.median(self.samples_s)
-
-    @property
-    def min_s(self) -> float:
-        return min(self.samples_s)
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "inner": self.inner, "median_s": self.median_s,
-                "min_s": self.min_s, "samples_s": list(self.samples_s)}
-
-
-def synchronize(device: torch.device | str) -> None:
-    """Wait for queued device work (CUDA kernels are asynchronous); no-op on CPU."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_calls(fn: Callable[[], object], calls: int, device: torch.device | str) -> float:
-    """Seconds per call of ``calls`` back-to-back calls of ``fn``."""
-    synchronize(device)
+    """Seconds per call of ``calls`` back-to-back calls of ``fn`` (queued CUDA work included)."""
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     for _ in range(calls):
         fn()
-    synchronize(device)
+    if cuda:
+        torch.cuda.synchronize(device)
     return (time.perf_counter() - start) / calls
 
 
 def calibrate_inner(fn: Callable[[], object], min_sample_s: float, device: torch.device | str) -> int:
     """Smallest number of calls (1 to 10,000) whose total time reaches ``min_sample_s``."""
+    if min_sample_s <= 0:
+        return 1
     per_call = time_calls(fn, 1, device)
     if per_call < min_sample_s / 10:                   # re-measure tiny work over a few calls
         per_call = time_calls(fn, 10, device)
@@ -66,9 +38,10 @@ def calibrate_inner(fn: Callable[[], object], min_sample_s: float, device: torch
 
 def interleaved_timings(candidates: Mapping[str, Callable[[], object]], *, rounds: int,
                         warmup: int = 1, min_sample_s: float = 0.0,
-                        device: torch.device | str = "cpu") -> dict[str, Timing]:
-    """Time every candidate ``rounds`` times, interleaved, after ``warmup`` calls of each;
-    one :class:`Timing` per candidate, ``samples_s[i]`` from round ``i``."""
+                        device: torch.device | str = "cpu") -> dict[str, dict]:
+    """Time every candidate ``rounds`` times, interleaved, after ``warmup`` calls of each:
+    per candidate ``{"inner", "median_s", "min_s", "samples_s"}`` (seconds per call, one
+    sample per round)."""
     if not candidates:
         raise ValueError("interleaved_timings needs at least one candidate, got none")
     if rounds < 1 or warmup < 0:
@@ -76,23 +49,22 @@ def interleaved_timings(candidates: Mapping[str, Callable[[], object]], *, round
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
-    synchronize(device)
-    timings = {name: Timing(name, calibrate_inner(fn, min_sample_s, device) if min_sample_s > 0 else 1)
-               for name, fn in candidates.items()}
-    names = list(candidates)
+    inner = {name: calibrate_inner(fn, min_sample_s, device) for name, fn in candidates.items()}
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
     for r in range(rounds):
-        for name in (names if r % 2 == 0 else reversed(names)):
-            timings[name].samples_s.append(time_calls(candidates[name], timings[name].inner, device))
-    return timings
+        for name in (list(candidates) if r % 2 == 0 else reversed(list(candidates))):
+            samples[name].append(time_calls(candidates[name], inner[name], device))
+    return {name: {"inner": inner[name], "median_s": statistics.median(s), "min_s": min(s), "samples_s": s}
+            for name, s in samples.items()}
 
 
-def ratio(candidate: Timing, baseline: Timing) -> dict[str, float]:
-    """``candidate / baseline`` as the ratio of medians, the median of per-round ratios
+def ratio(candidate: Mapping, baseline: Mapping) -> dict[str, float]:
+    """``candidate / baseline`` timings as the ratio of medians, the median of per-round ratios
     and the ratio of minimums (the least disturbed samples, useful on a busy machine)."""
-    per_round = [c / b for c, b in zip(candidate.samples_s, baseline.samples_s)]
-    return {"ratio_of_medians": candidate.median_s / baseline.median_s,
+    per_round = [c / b for c, b in zip(candidate["samples_s"], baseline["samples_s"])]
+    return {"ratio_of_medians": candidate["median_s"] / baseline["median_s"],
             "median_round_ratio": statistics.median(per_round),
-            "ratio_of_minimums": candidate.min_s / baseline.min_s}
+            "ratio_of_minimums": candidate["min_s"] / baseline["min_s"]}
 
 
 def time_command(command: list[str], cwd: str | Path = ".", timeout_s: float | None = None) -> dict:

@@ -1,25 +1,13 @@
-"""Training steps of the experiment configs, timed on synthetic data.
-
-A :class:`TrainCase` is a list of config overrides (``experiment=paper_resnet44``,
-``group=p4m``, ...) composed from ``configs/`` exactly as ``scripts/train.py`` composes
-them, so the network, width, model overrides, batch size, optimiser, augmentation,
-autocast, layout and ``compile`` flag are the experiment's own. ``network="plain"``
-swaps the model for the plain same-MAC baseline (:mod:`repro.bench.plain`) and keeps
-everything else. One step is what the trainer does per batch: augment, forward under
-autocast, float32 cross-entropy, backward, gradient clipping, optimiser step.
-
-Reported per case: median step time over the timed steps, images/s, the epoch time
-of a 50k-image training set at that speed, MACs per image, achieved TFLOP/s
-(``3 x 2 x MACs`` per image: forward + backward), peak memory (CUDA only), and for
-compiled cases the first step's time (compilation included), the graphs compiled
-and the graph breaks counted by ``torch._dynamo``.
-"""
+"""Training steps of the experiment configs, composed as ``scripts/train.py`` composes them (model,
+width, batch size, optimiser, augmentation, autocast, layout, compile), timed on synthetic data.
+One step is the trainer's: augment, forward under autocast, float32 cross-entropy, backward,
+gradient clipping, optimiser step."""
 from __future__ import annotations
 
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -31,23 +19,22 @@ from repro.device import autocast, resolve_flag
 
 from .compile_check import dynamo_counts
 from .plain import build_plain_same_macs
-from .timing import synchronize, time_calls
+from .timing import time_calls
 
-NETWORKS = ("gcnn", "plain")
 CIFAR_TRAIN_IMAGES = 50_000
-FLOP_PER_MAC_TRAIN = 6  # forward + backward ~ 3 passes, 2 FLOP per multiply-accumulate
+FLOP_PER_MAC_TRAIN = 6   # forward + backward ~ 3 passes of 2 FLOP per multiply-accumulate
 
 
 @dataclass(frozen=True)
 class TrainCase:
-    """``overrides`` for :func:`repro.train.compose_config`; ``network``: ``"gcnn"`` (the
-    config's model) or ``"plain"`` (the plain z2 network with the same MACs per image)."""
+    """``overrides`` for ``repro.train.compose_config``; ``network``: the config's model
+    (``gcnn``) or the plain z2 network with its MACs per image (``plain``)."""
 
     overrides: tuple[str, ...]
     network: str = "gcnn"
 
     def __post_init__(self) -> None:
-        check_choice("network", self.network, list(NETWORKS))
+        check_choice("network", self.network, ["gcnn", "plain"])
 
     @property
     def name(self) -> str:
@@ -69,34 +56,24 @@ def _num_classes(config: Any) -> int:
 def build_network(case: TrainCase, config: Any) -> tuple[nn.Module, float]:
     """The case's model (on the CPU, float32) and the width multiplier it was built with."""
     m = config.model
-    shape = models.default_input_shape(m.name)
     if case.network == "plain":
         return build_plain_same_macs(m.name, config.group.name, _num_classes(config), m.width, m.overrides)
-    model = models.build_model(m.name, config.group.name, _num_classes(config), in_channels=shape[0],
-                               width=m.width, **dict(m.overrides))
+    model = models.build_model(m.name, config.group.name, _num_classes(config),
+                               in_channels=models.default_input_shape(m.name)[0], width=m.width, **dict(m.overrides))
     return model, m.width
 
 
-@dataclass
-class _Step:
-    """One training step of a case: ``run(batch)`` trains on the next ``batch`` pool images."""
-
-    run: Callable[[int], None]
-    macs: int
-    params: int
-    width: float
-    settings: dict
-
-
 def _make_step(case: TrainCase, config: Any, device: torch.device, pool: int, seed: int,
-               compile_backend: str) -> _Step:
+               compile_backend: str) -> tuple[Callable[[int], None], dict]:
+    """``run(batch)``, one training step on the next ``batch`` images of a synthetic pool, and
+    what it trains (fields of the case's row)."""
     from repro.train.config import build_option
     from repro.train.optim import build_optimizer
 
     torch.manual_seed(seed)
     model, width = build_network(case, config)
     shape = models.default_input_shape(config.model.name)
-    macs, params = models.count_macs(model, shape), models.count_parameters(model)
+    info = {"width": width, "params": models.count_parameters(model), "macs_per_image": models.count_macs(model, shape)}
     channels_last = resolve_flag(config.channels_last, device, "channels_last")
     amp_dtype = config.amp_dtype if resolve_flag(config.amp, device, "amp") else None
     model = model.to(device).train()
@@ -118,8 +95,7 @@ def _make_step(case: TrainCase, config: Any, device: torch.device, pool: int, se
         index = (torch.arange(batch, device=device) + position) % pool
         position = (position + batch) % pool
         x = augment(data_x[index], generator)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         with autocast(device, amp_dtype):
             logits = train_model(x)
         loss = F.cross_entropy(logits.float(), data_y[index], reduction="sum",
@@ -130,92 +106,70 @@ def _make_step(case: TrainCase, config: Any, device: torch.device, pool: int, se
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
 
-    settings = {"amp_dtype": amp_dtype, "channels_last": channels_last,
-                "compile": bool(config.compile), "compile_backend": compile_backend if config.compile else None,
-                "optimizer": type(optimizer).__name__,
-                "optim": {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}}
-    return _Step(run, macs, params, width, settings)
-
-
-def _peak_memory(device: torch.device, step: Callable[[], None]) -> int | None:
-    """``torch.cuda.max_memory_allocated`` over one step; None off CUDA."""
-    if device.type != "cuda":
-        return None
-    synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    step()
-    synchronize(device)
-    return torch.cuda.max_memory_allocated(device)
+    info.update(amp_dtype=amp_dtype, channels_last=channels_last, compile=bool(config.compile),
+                compile_backend=compile_backend if config.compile else None, optimizer=type(optimizer).__name__,
+                optim={k: v for k, v in optimizer.param_groups[0].items() if k != "params"})
+    return run, info
 
 
 def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warmup: int = 3,
                  batch: int | None = None, warmup_batch: int | None = None, seed: int = 0,
                  compile_backend: str = "inductor") -> dict:
-    """Time ``steps`` training steps of ``case`` after ``warmup`` untimed ones (the first
-    of which compiles a compiled case). ``batch`` overrides the config's batch size
-    (a small CPU smoke run); the row records what was used. ``warmup_batch`` lets a slow
-    CPU warm an eager case up on fewer images (a compiled case warms up on ``batch``:
-    another shape would compile again)."""
+    """Time ``steps`` training steps of ``case`` after ``warmup`` untimed ones (the first compiles
+    a compiled case). ``batch`` overrides the config's batch size; ``warmup_batch`` lets a slow CPU
+    warm an eager case up on fewer images (a compiled one would compile again)."""
+    from repro.train.reproducible import determinism
+
     check_int("steps", steps, 1)
     check_int("warmup", warmup, 1)
-    torch._dynamo.reset()                      # no compiled code or counters from an earlier case
+    torch._dynamo.reset()                      # no compiled code from an earlier case
     before = dynamo_counts()
     config = load_case_config(case)
     batch = batch or config.batch_size
-    step = _make_step(case, config, device, pool=batch * (steps + warmup + 1), seed=seed,
-                      compile_backend=compile_backend)
+    run, info = _make_step(case, config, device, batch * (steps + warmup), seed, compile_backend)
     warm = batch if config.compile or warmup_batch is None else min(batch, warmup_batch)
-    benchmark = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = not config.deterministic     # as the trainer sets it
-    try:
-        first_s = time_calls(lambda: step.run(warm), 1, device)
+    with determinism(config.deterministic):   # the trainer's cudnn flags
+        first_s = time_calls(lambda: run(warm), 1, device)
         for _ in range(warmup - 1):
-            step.run(warm)
+            run(warm)
         after_warmup = dynamo_counts()
-        samples = [time_calls(lambda: step.run(batch), 1, device) for _ in range(steps)]
-        memory = _peak_memory(device, lambda: step.run(batch))
-        after = dynamo_counts()
-    finally:
-        torch.backends.cudnn.benchmark = benchmark
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        samples = [time_calls(lambda: run(batch), 1, device) for _ in range(steps)]
+        memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    after = dynamo_counts()
     step_s = statistics.median(samples)
-    images_per_s = batch / step_s
     return {
         "case": case.name, "overrides": list(case.overrides), "network": case.network,
         "experiment": next((o.split("=", 1)[1] for o in case.overrides if o.startswith("experiment=")), None),
-        "epochs": config.epochs,
-        "arch": config.model.name, "group": "plain" if case.network == "plain" else config.group.name,
-        "mac_group": config.group.name, "width": step.width, **step.settings, "batch": batch,
-        "steps": steps, "warmup": warmup, "params": step.params, "macs_per_image": step.macs,
+        "epochs": config.epochs, "arch": config.model.name,
+        "group": "plain" if case.network == "plain" else config.group.name, "mac_group": config.group.name,
+        **info, "batch": batch, "steps": steps, "warmup": warmup,
         "step_s": step_s, "step_samples_s": samples, "first_step_s": first_s,
         "compile_s": max(0.0, first_s - step_s) if config.compile else None,
-        "images_per_s": images_per_s,
-        "epoch_s": math.ceil(CIFAR_TRAIN_IMAGES / batch) * step_s,
-        "tflops": FLOP_PER_MAC_TRAIN * step.macs * images_per_s / 1e12,
+        "images_per_s": batch / step_s, "epoch_s": math.ceil(CIFAR_TRAIN_IMAGES / batch) * step_s,
+        "tflops": FLOP_PER_MAC_TRAIN * info["macs_per_image"] * batch / step_s / 1e12,
         "peak_memory_bytes": memory,
-        "graphs": after["graphs"] - before["graphs"],
-        "graph_breaks": after["graph_breaks"] - before["graph_breaks"],
+        "graphs": after["graphs"] - before["graphs"], "graph_breaks": after["graph_breaks"] - before["graph_breaks"],
         "recompiles": after["graphs"] - after_warmup["graphs"],
     }
 
 
-def bench_cases(cases: Iterable[TrainCase], device: torch.device, *, log: Callable[[str], None] = print,
-                **kwargs: Any) -> list[dict]:
-    """:func:`measure_case` for every case; each row also gets ``speed_vs_plain``, its
-    images/s over the plain same-MAC row of the same overrides (when measured)."""
-    rows = []
+def measure_cases(cases: Iterable[TrainCase], device: torch.device, *, log: Callable[[str], None] = print,
+                  **kwargs: Any) -> Iterator[dict]:
+    """:func:`measure_case` for every case, one log line each."""
     for case in cases:
         row = measure_case(case, device, **kwargs)
-        rows.append(row)
-        log(f"  {row['case']:44s} {row['images_per_s']:9.1f} img/s  epoch {row['epoch_s']:8.1f} s  "
+        log(f"  {row['case']:60s} {row['images_per_s']:9.1f} img/s  epoch {row['epoch_s']:8.1f} s  "
             f"{row['macs_per_image'] / 1e6:8.1f} MMAC/img  {row['tflops']:7.3f} TFLOP/s"
             + (f"  compile {row['compile_s']:.1f} s, {row['graphs']} graph(s), {row['graph_breaks']} break(s)"
                if row["compile"] else ""))
-    return add_speed_vs_plain(rows)
+        yield row
 
 
 def add_speed_vs_plain(rows: list[dict]) -> list[dict]:
-    """Set each row's ``speed_vs_plain``: its images/s over those of the plain same-MAC row
-    with the same overrides (None when that row was not measured)."""
+    """Set each row's ``speed_vs_plain``: its images/s over those of the plain row with the same
+    overrides (None when that row was not measured)."""
     plain = {tuple(r["overrides"]): r for r in rows if r["network"] == "plain"}
     for row in rows:
         base = plain.get(tuple(row["overrides"]))
@@ -224,13 +178,10 @@ def add_speed_vs_plain(rows: list[dict]) -> list[dict]:
 
 
 def experiment_cases(experiments: Iterable[str], groups: Iterable[str], extra: Iterable[str] = ()) -> list[TrainCase]:
-    """Every ``experiment x group``, the p4m network followed by the plain network with
-    its MACs; ``extra`` overrides are added to every case."""
+    """Every ``experiment x group`` with ``extra`` overrides, each p4m case followed by its plain network."""
     cases = []
     for experiment in experiments:
         for group in groups:
             overrides = (f"experiment={experiment}", f"group={group}", *extra)
-            cases.append(TrainCase(overrides))
-            if group == "p4m":
-                cases.append(TrainCase(overrides, "plain"))
+            cases += [TrainCase(overrides)] + ([TrainCase(overrides, "plain")] if group == "p4m" else [])
     return cases
