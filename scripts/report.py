@@ -2,10 +2,8 @@
 
     python scripts/report.py multirun/demo runs/ --out results/demo/ [--wandb]
 
-Writes table.md / table.csv / table.tex, runs.csv, excluded.csv and the figures
-(convergence, data_efficiency and robustness .png/.pdf, with their .csv tables) into
---out. With --wandb it also logs the table, the figures and the robustness numbers to
-one wandb run in the sweep's group, offline (under --out/wandb/) unless
+Writes the tables (table.md/.csv/.tex, runs.csv, excluded.csv) and figures into --out; with --wandb
+also logs them to one wandb run in the sweep's group, offline (under --out/wandb/) unless
 --wandb-mode online.
 """
 from __future__ import annotations

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def test_a_cifar_folder_is_estimated_as_the_set_of_its_format():
 
 
 def test_augments_come_from_the_config_groups():
-    assert plan.augments() == sorted(p.stem for p in (ROOT / "configs" / "augment").glob("*.yaml"))
+    expected = sorted(p.stem for p in (ROOT / "configs" / "augment").glob("*.yaml"))
+    with pytest.raises(ValueError, match=re.escape(f"expected one of {expected}")):
+        plan.SweepPlan(augments=("rot",), epochs={"allcnnc": 1, "resnet44": 1})
 
 
 def test_plan_rejects_bad_values():
@@ -68,12 +71,21 @@ def test_recipe_epochs_come_from_the_composed_experiment_configs():
 
 
 def test_confirm_refuses_without_gpu_and_terminal(capsys):
-    assert not plan.confirm(has_gpu=False, force=False, is_tty=False)
+    assert not plan.confirm(force=False, is_tty=False)
     assert "FORCE=1" in capsys.readouterr().err
-    assert plan.confirm(has_gpu=False, force=True, is_tty=False)
-    assert plan.confirm(has_gpu=True, force=False, is_tty=False)
-    assert plan.confirm(has_gpu=False, force=False, is_tty=True, ask=lambda prompt: "y")
-    assert not plan.confirm(has_gpu=False, force=False, is_tty=True, ask=lambda prompt: "")
+    assert plan.confirm(force=True, is_tty=False)
+    assert plan.confirm(force=False, is_tty=True, ask=lambda prompt: "y")
+    assert not plan.confirm(force=False, is_tty=True, ask=lambda prompt: "")
+
+
+def test_plan_cli_goes_on_with_a_gpu(monkeypatch, capsys):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "Fake GPU")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    monkeypatch.delenv("FORCE", raising=False)
+    assert plan.main(["--epochs", "3"]) == 0
+    assert "GPU found (Fake GPU): starting 30 runs." in capsys.readouterr().out
 
 
 @pytest.fixture

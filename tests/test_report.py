@@ -17,12 +17,12 @@ import pytest
 from conftest import load_script
 
 from repro.report import RunFileWarning, build_report, collect_runs, load_reference, recipe
-from repro.report.efficiency import Crossing, crossing_size, data_efficiency
 from repro.report.plots import (GROUP_COLORS, _size_positions, convergence_figure, data_efficiency_figure,
                                 robustness_figure)
 from repro.report.recipe import short_difference
-from repro.report.robustness import P4M_ELEMENTS, robustness_summary
-from repro.report.table import column_label, convergence_summary, format_error, summarize
+from repro.report.render import column_label, format_error
+from repro.report.table import (P4M_ELEMENTS, Crossing, convergence_summary, crossing_size, data_efficiency,
+                                robustness_summary, summarize)
 from repro.train.identity import identity_hash, identity_items
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -616,8 +616,7 @@ def test_budget_label_names_epochs_and_fixed_steps():
 
 
 def test_robustness_sizes_stay_whole_numbers_beside_full_set_runs():
-    from repro.report.robustness import robustness_runs
-    from repro.report.table import CELL_FIELDS
+    from repro.report.table import CELL_FIELDS, robustness_runs
 
     base = {field: None for field in CELL_FIELDS} | {"path": "r", "seed": 0, "robustness": {"p4m": {"e": 10.0}}}
     runs = pd.DataFrame([base | {"train_size": 100.0}, base | {"train_size": None, "path": "s"}])

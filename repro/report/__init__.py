@@ -1,16 +1,69 @@
 """Reporting: collect run directories, aggregate over seeds, write tables and figures.
 
-``build_report(paths, out_dir)`` is the entry point (``scripts/report.py`` is its CLI);
-:mod:`.collect` finds and loads runs, :mod:`.recipe` decides which runs are the same
-experiment (identity up to the seed) and labels the variants, :mod:`.table` aggregates
-them, :mod:`.efficiency` and :mod:`.robustness` compute the data-efficiency and
-robustness tables, :mod:`.render` writes Markdown/LaTeX, :mod:`.plots` draws the
-figures, :mod:`.reference` reads the paper's numbers, :mod:`.dashboard` logs the
-report to wandb and :mod:`.values` holds the missing-value and sort helpers.
+:mod:`.collect` finds and loads runs, :mod:`.recipe` decides which runs are the same experiment and
+labels the variants, :mod:`.table` computes the numbers, :mod:`.render` writes Markdown/LaTeX,
+:mod:`.plots` draws the figures and :mod:`.dashboard` logs the report to wandb.
 """
-from .build import Report, build_report
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from ..io import write_text
 from .collect import RunCollection, RunFileWarning, collect_runs, find_run_dirs
-from .reference import DEFAULT_REFERENCE, load_reference
+from .plots import convergence_figure, data_efficiency_figure, robustness_figure, save_figure
+from .render import render_latex, render_markdown
+from .table import (DEFAULT_REFERENCE, convergence_summary, data_efficiency, load_reference, robustness_runs,
+                    robustness_summary, summarize)
 
 __all__ = ["Report", "build_report", "RunCollection", "RunFileWarning", "collect_runs", "find_run_dirs",
            "DEFAULT_REFERENCE", "load_reference"]
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` wrote and what it found."""
+
+    out_dir: Path
+    files: list[Path]
+    collection: RunCollection
+    figures: list[Path]
+    summary: pd.DataFrame
+    efficiency: pd.DataFrame
+    robustness: pd.DataFrame
+
+
+def build_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+                 reference_path: str | os.PathLike | None = DEFAULT_REFERENCE) -> Report:
+    """Collect the runs under ``paths`` and write into ``out_dir``: ``table.md`` (all tables),
+    ``table.csv`` (one row per cell), ``table.tex``, ``runs.csv``, ``excluded.csv``, ``convergence.csv``
+    and ``.png``/``.pdf``; where they apply ``data_efficiency`` and ``robustness`` ``.csv``/``.png``/``.pdf``.
+    Raises ValueError when no run directory is found."""
+    inputs = [str(p) for p in paths]
+    collection = collect_runs(inputs)
+    if collection.runs.empty and collection.excluded.empty:
+        raise ValueError(f"no runs found under {', '.join(inputs)}: expected directories holding "
+                         "result.json or metrics.jsonl (single runs or Hydra multirun folders)")
+    out = Path(out_dir)
+    reference = load_reference(reference_path) if reference_path is not None else None
+    summary = summarize(collection.runs, reference)
+    convergence = convergence_summary(collection.curves)
+    efficiency = data_efficiency(summary)
+    robustness = robustness_summary(collection.runs)
+    figures = (save_figure(convergence_figure(collection.curves), out / "convergence")
+               + save_figure(data_efficiency_figure(collection.runs, efficiency), out / "data_efficiency")
+               + save_figure(robustness_figure(robustness), out / "robustness"))
+    tables = {"table.md": render_markdown(summary, collection, convergence, inputs, figures, efficiency, robustness),
+              "table.csv": summary.to_csv(index=False), "table.tex": render_latex(summary),
+              "runs.csv": collection.runs.drop(columns=["mtime", "items", "robustness"]).to_csv(index=False),
+              "excluded.csv": collection.excluded.to_csv(index=False)}
+    optional = {"convergence.csv": convergence, "data_efficiency.csv": efficiency,
+                "robustness.csv": robustness_runs(collection.runs)}
+    tables.update({name: frame.to_csv(index=False) for name, frame in optional.items() if not frame.empty})
+    files = [write_text(out / name, text) for name, text in tables.items()]
+    return Report(out_dir=out, files=files + figures, collection=collection, figures=figures,
+                  summary=summary, efficiency=efficiency, robustness=robustness)

@@ -1,12 +1,9 @@
-"""Find run directories under any paths and load them into pandas tables.
+"""Find run directories (single runs and Hydra multirun folders, nested at any depth) and load them.
 
-A run directory holds ``metrics.jsonl`` (one JSON object per finished epoch)
-and, once training ended, ``result.json``; a job that died before its first
-epoch may leave only a checkpoint or Hydra's ``.hydra/config.yaml``. Single runs
-and Hydra multirun folders nested at any depth are found alike. Every run lands
-in exactly one place: ``runs`` (finished, kept) or ``excluded`` (unfinished,
-crashed, corrupt, or an older duplicate: same identity and seed, with the reason). Problems with files
-raise a :class:`RunFileWarning` naming the file and are kept in ``warnings``.
+A run directory holds ``metrics.jsonl`` (one JSON object per finished epoch) and, once training
+ended, ``result.json``; a job that died before its first epoch may leave only a checkpoint or
+Hydra's ``.hydra/config.yaml``. Every run lands either in ``runs`` (finished, kept) or in
+``excluded`` (unfinished, crashed, corrupt, or an older duplicate), with the reason.
 """
 from __future__ import annotations
 
@@ -22,29 +19,25 @@ import pandas as pd
 from repro.train.identity import identity_hash, identity_items
 
 from .recipe import label_cells
-from .values import rank, whole
+from .values import as_object, rank
 
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
-# Display fields of every run (excluded ones too); which runs are the same experiment is
-# decided by their identity (repro.report.recipe), not by these.
+# Display fields of every run (excluded ones too); which runs are the same experiment is decided
+# by their identity (repro.report.recipe), not by these.
 RUN_FIELDS = ("model", "group", "augment", "data", "train_size", "seed", "epochs")
 REQUIRED_RESULT_KEYS = (*RUN_FIELDS, "status", "final_test_error", "config")
-METRIC_COLUMNS = ("epoch", "train_loss", "train_error", "test_loss", "test_error",
-                  "lr", "epoch_time_s", "images_per_s")
-OPTIONAL_RESULT_KEYS = ("best_test_error", "best_epoch", "final_train_loss", "params", "macs",
-                        "equivariance_error", "equivariance_group", "wall_time_s", "device",
-                        "git_commit", "n_train", "steps", "robustness")
-RUN_COLUMNS = ["path", "status", "reason", *RUN_FIELDS, "data_format", "final_test_error",
-               *OPTIONAL_RESULT_KEYS, "identity", "items", "sweep_name", "logger_project", "mtime"]
+METRIC_COLUMNS = ("epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "epoch_time_s", "images_per_s")
+OPTIONAL_RESULT_KEYS = ("best_test_error", "best_epoch", "final_train_loss", "params", "macs", "equivariance_error",
+                        "equivariance_group", "wall_time_s", "device", "git_commit", "n_train", "steps", "robustness")
+RUN_COLUMNS = ["path", "status", "reason", *RUN_FIELDS, "data_format", "final_test_error", *OPTIONAL_RESULT_KEYS,
+               "identity", "items", "sweep_name", "logger_project", "mtime"]
 EXCLUDED_COLUMNS = ["path", "status", "reason", *RUN_FIELDS]
-CURVE_KEYS = ["path", "model", "group", "augment", "data", "data_label", "train_size", "epochs",
-              "budget", "variant", "recipe", "seed"]
-# Training images of the full training sets (before a validation split), used when a
-# result.json predates the ``n_train`` field: digits_rot's fixed split (repro/data/digits.py)
-# and CIFAR's 50k.
+CURVE_KEYS = ["path", "model", "group", "augment", "data", "data_label", "train_size", "epochs", "budget", "variant",
+              "recipe", "seed"]
+# Full training sets (before a validation split), for a result.json without ``n_train``.
 FULL_TRAIN_SIZES = {"digits_rot": 1000, "cifar10": 50_000, "cifar100": 50_000}
 
 
@@ -54,15 +47,9 @@ class RunFileWarning(UserWarning):
 
 @dataclass
 class RunCollection:
-    """Everything found under the report's input paths.
-
-    ``runs``: one row per finished run kept (columns :data:`RUN_COLUMNS` plus, from
-    :func:`repro.report.recipe.label_cells`, ``recipe``, ``budget``, ``data_label`` and
-    ``variant``). ``curves``: one row per (kept run, epoch): the metrics columns plus
-    :data:`CURVE_KEYS`. ``excluded``: one row per run left out (unfinished, crashed
-    before its first epoch, corrupt, or an older duplicate), with ``status`` and
-    ``reason``. ``warnings``: messages about files.
-    """
+    """``runs``: one row per finished run kept (:data:`RUN_COLUMNS` plus the columns of
+    :func:`~repro.report.recipe.label_cells`); ``curves``: one row per (kept run, epoch);
+    ``excluded``: one row per run left out, with ``status`` and ``reason``; ``warnings``: about files."""
 
     runs: pd.DataFrame
     curves: pd.DataFrame
@@ -71,9 +58,8 @@ class RunCollection:
 
 
 def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Every directory at or below ``paths`` that holds a result, metrics or checkpoint
-    file or Hydra's saved config (a job that died before its first epoch), sorted and
-    without repeats. A path that does not exist raises ValueError."""
+    """Every directory at or below ``paths`` holding a result, metrics or checkpoint file or Hydra's
+    saved config, sorted; ValueError for a path that does not exist."""
     found: set[Path] = set()
     for raw in paths:
         root = Path(raw)
@@ -93,7 +79,7 @@ def _warn(messages: list[str], text: str) -> None:
 
 
 def _name_of(value: Any) -> Any:
-    """Config choices may be stored as a name or as a dict with a ``name``."""
+    """A config choice stored as a name or as a dict with a ``name``."""
     return value.get("name") if isinstance(value, dict) else value
 
 
@@ -120,7 +106,7 @@ def _read_metrics(run_dir: Path, messages: list[str]) -> pd.DataFrame:
 
 
 def _read_result(run_dir: Path, messages: list[str]) -> tuple[dict | None, str | None]:
-    """``(result, problem)``: the parsed result.json, or None and why not (None when absent)."""
+    """``(result, problem)``: the parsed result.json, or None and why not (no problem when absent)."""
     path = run_dir / RESULT_FILE
     if not path.exists():
         return None, None
@@ -171,7 +157,7 @@ def _training_images(result: dict) -> int | None:
 
 
 def _load_run(run_dir: Path, messages: list[str]) -> tuple[dict, pd.DataFrame]:
-    """``(record, metrics)`` for one directory; ``record['status']`` says where it goes."""
+    """``(record, metrics)`` of one directory; ``record["status"]`` says where it goes."""
     metrics = _read_metrics(run_dir, messages)
     result, problem = _read_result(run_dir, messages)
     fields = result if result is not None else _read_planned_config(run_dir)
@@ -197,10 +183,9 @@ def _load_run(run_dir: Path, messages: list[str]) -> tuple[dict, pd.DataFrame]:
 
 
 def _split_duplicates(finished: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep the newest run (by result.json mtime) of each identity (which includes the
-    seed); list the others as duplicates."""
+    """Keep the newest run (by result.json mtime) of each identity (seed included); the others are duplicates."""
     if finished.empty:
-        return finished, finished.iloc[0:0]
+        return finished, finished
     ordered = finished.sort_values(["identity", "mtime", "path"], ascending=[True, False, True])
     newest_path = ordered.groupby("identity")["path"].transform("first")
     is_dup = ordered["path"] != newest_path
@@ -222,7 +207,7 @@ def collect_runs(paths: Iterable[str | os.PathLike]) -> RunCollection:
             curves.append(metrics.assign(path=record["path"]))
     table = pd.DataFrame(records, columns=RUN_COLUMNS)
     for column in ("train_size", "seed", "epochs"):
-        table[column] = pd.Series([whole(v) for v in table[column]], index=table.index, dtype=object)
+        table[column] = as_object(table[column])
     kept, duplicates = _split_duplicates(table[table["status"] == "finished"])
     excluded = pd.concat([table[table["status"] != "finished"], duplicates], ignore_index=True)
     kept = label_cells(kept.sort_values(["data", "model", "group", "augment", "seed", "path"],

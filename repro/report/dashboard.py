@@ -1,11 +1,6 @@
-"""Log a built report to Weights & Biases, beside the sweep's training runs.
-
-One wandb run (``job_type="report"``) in the sweep's group gets the table as a
-``wandb.Table``, every PNG figure as a ``wandb.Image``, the data-efficiency and
-robustness tables, and the robustness means as summary numbers. Like the training
-runs it is offline by default (files under ``<out>/wandb/``; ``wandb sync`` uploads
-them later). ``wandb`` is imported only here.
-"""
+"""Log a built report to Weights & Biases: one run (``job_type="report"``) in the sweep's group gets
+the tables as ``wandb.Table``, the PNG figures and the robustness means as summary numbers. Offline
+by default, like the training runs (files under ``<out>/wandb/``; ``wandb sync`` uploads them)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,23 +8,21 @@ from typing import Any
 
 import pandas as pd
 
-from .build import Report
+from . import Report
 from .values import is_missing
 
 DEFAULT_PROJECT = "gcnn-repro"
 
 
-def _agreed(report: Report, column: str) -> list[str]:
-    """The distinct names the kept runs give in ``column``."""
+def _named(report: Report, column: str) -> list[str]:
     return sorted({v for v in report.collection.runs[column] if isinstance(v, str) and v})
 
 
 def wandb_group(report: Report, group: str | None = None) -> str:
-    """``group`` if given, else the runs' ``config.sweep_name`` when they all agree;
-    ValueError naming the names found otherwise."""
+    """``group`` if given, else the runs' ``sweep_name`` when they all agree; ValueError otherwise."""
     if group:
         return group
-    names = _agreed(report, "sweep_name")
+    names = _named(report, "sweep_name")
     if len(names) != 1:
         found = f"the runs name {len(names)} sweeps ({', '.join(names)})" if names else "no run names its sweep"
         raise ValueError(f"{found}; give the wandb group with --wandb-group NAME")
@@ -37,45 +30,26 @@ def wandb_group(report: Report, group: str | None = None) -> str:
 
 
 def wandb_project(report: Report, project: str | None = None) -> str:
-    """``project`` if given, else the runs' ``config.logger.project`` when they all agree,
-    else :data:`DEFAULT_PROJECT`."""
-    if project:
-        return project
-    names = _agreed(report, "logger_project")
-    return names[0] if len(names) == 1 else DEFAULT_PROJECT
-
-
-def _cell(value: Any) -> Any:
-    """A table cell wandb can type: numbers as float, missing as None, anything else as text."""
-    if is_missing(value):
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return str(value)
+    """``project`` if given, else the runs' ``logger.project`` when they all agree, else :data:`DEFAULT_PROJECT`."""
+    names = _named(report, "logger_project")
+    return project or (names[0] if len(names) == 1 else DEFAULT_PROJECT)
 
 
 def _table(frame: pd.DataFrame) -> Any:
+    """A ``wandb.Table``: numbers as float, missing as None, anything else as text."""
     import wandb
-    columns = [str(c) for c in frame.columns]
-    return wandb.Table(columns=columns, data=[[_cell(v) for v in row]
-                                              for row in frame.itertuples(index=False, name=None)])
 
-
-def _robustness_numbers(robustness: pd.DataFrame) -> dict[str, float]:
-    """``robustness/<model>/<group>/<data>/<augment>/<size>/<budget>[/<variant>]/<kind>/<transform>``: mean (%)."""
-    numbers = {}
-    for row in robustness.to_dict("records"):
-        size = "full" if _cell(row["train_size"]) is None else str(row["train_size"])
-        parts = [row["model"], row["group"], row["data_label"], row["augment"], size, row["budget"],
-                 row["variant"] or None, row["kind"], row["transform"]]
-        numbers["robustness/" + "/".join(str(p) for p in parts if p)] = float(row["mean"])
-    return numbers
+    def cell(value: Any) -> Any:
+        if is_missing(value):
+            return None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+    return wandb.Table(columns=[str(c) for c in frame.columns],
+                       data=[[cell(v) for v in row] for row in frame.itertuples(index=False, name=None)])
 
 
 def log_report(report: Report, *, group: str, project: str, mode: str = "offline") -> Path:
-    """Log ``report`` to one wandb run named ``report`` in ``group``; its files go under
-    ``<report.out_dir>/wandb/``. Returns the wandb run's folder once every record is
-    written (it ends this process's wandb session)."""
+    """Log ``report`` to one wandb run in ``group`` (files under ``<report.out_dir>/wandb/``); returns
+    the run's folder once every record is written (it ends this process's wandb session)."""
     import wandb
     run = wandb.init(project=project, group=group, job_type="report", name=f"report-{group}", mode=mode,
                      dir=str(report.out_dir), config={"runs": len(report.collection.runs),
@@ -89,7 +63,13 @@ def log_report(report: Report, *, group: str, project: str, mode: str = "offline
         logged.update({f"figures/{path.stem}": wandb.Image(str(path))
                        for path in report.figures if path.suffix == ".png"})
         run.log(logged)
-        run.summary.update(_robustness_numbers(report.robustness))
+        numbers = {}  # robustness/<model>/<group>/<data>/<augment>/<size>/<budget>[/<variant>]/<kind>/<transform>
+        for row in report.robustness.to_dict("records"):
+            size = "full" if is_missing(row["train_size"]) else str(row["train_size"])
+            parts = [row["model"], row["group"], row["data_label"], row["augment"], size, row["budget"],
+                     row["variant"] or None, row["kind"], row["transform"]]
+            numbers["robustness/" + "/".join(str(p) for p in parts if p)] = float(row["mean"])
+        run.summary.update(numbers)
         folder = Path(run.dir).parent
     finally:
         run.finish()

@@ -1,9 +1,5 @@
-"""Figures of the report: convergence curves, data efficiency and robustness.
-
-Every figure draws each group in the same colour and marker
-(:data:`GROUP_COLORS`, :data:`GROUP_MARKERS`), so z2 / p4 / p4m read the same
-across all plots. Matplotlib runs on the non-interactive Agg backend.
-"""
+"""Figures of the report: convergence, data efficiency and robustness. Each group has one colour and
+marker in every figure (Okabe-Ito, colour-blind safe); matplotlib runs on the Agg backend."""
 from __future__ import annotations
 
 import os
@@ -20,25 +16,15 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from repro.io import atomic_write  # noqa: E402
 
-from .efficiency import FAMILY_FIELDS  # noqa: E402
-from .robustness import KINDS  # noqa: E402
-from .table import GROUP_ORDER, PANEL_FIELDS, PREFERRED_ORDER, column_label, network_name  # noqa: E402
+from .render import column_label, network_name  # noqa: E402
+from .table import FAMILY_FIELDS, GROUP_ORDER, KINDS, PANEL_FIELDS, sort_cells  # noqa: E402
 from .values import group_rows, is_missing, rank  # noqa: E402
 
-# Okabe-Ito colour-blind-safe palette; one fixed colour per group in every figure.
 GROUP_COLORS = {"z2": "#0072B2", "p4": "#E69F00", "p4m": "#009E73"}
 GROUP_MARKERS = {"z2": "o", "p4": "s", "p4m": "^"}
-_EXTRA_COLORS = ("#CC79A7", "#D55E00", "#56B4E9", "#000000")
 DPI = 150
 LOG_SCALE_MIN_RATIO = 3.0  # a log y axis only when the values span more than this factor
 P4M_LABELS = {"e": "e", "r": "r", "r2": "r²", "r3": "r³", "m": "m", "mr": "mr", "mr2": "mr²", "mr3": "mr³"}
-
-
-def group_color(group: str) -> str:
-    """The group's fixed colour (other names get stable extra colours)."""
-    if group in GROUP_COLORS:
-        return GROUP_COLORS[group]
-    return _EXTRA_COLORS[sum(map(ord, str(group))) % len(_EXTRA_COLORS)]
 
 
 def _groups(panel: pd.DataFrame) -> list:
@@ -46,11 +32,8 @@ def _groups(panel: pd.DataFrame) -> list:
 
 
 def _panels(table: pd.DataFrame, key: tuple[str, ...]) -> list[tuple[tuple, pd.DataFrame]]:
-    """Rows of ``table`` grouped by ``key``, panels in the tables' order (networks and
-    augmentations as in the paper, sizes ascending)."""
-    def order(item: tuple) -> tuple:
-        return tuple(rank(value, PREFERRED_ORDER.get(name, ())) for name, value in zip(key, item[0]))
-    return sorted(group_rows(table, key).items(), key=order)
+    """Rows of ``table`` grouped by ``key``, in the tables' order."""
+    return list(group_rows(sort_cells(table, key), key).items())
 
 
 def _panel_title(model: str, data: str, augment: str, train_size: Any, show_size: bool,
@@ -60,8 +43,8 @@ def _panel_title(model: str, data: str, augment: str, train_size: Any, show_size
 
 
 def _panel_titles(panels: list[tuple[tuple, pd.DataFrame]], always_budget: bool) -> list[str]:
-    """Titles of :data:`PANEL_FIELDS` panels: the size where a family has several, the
-    budget if ``always_budget`` or where the panels differ in it."""
+    """Titles of :data:`PANEL_FIELDS` panels: with the size where a family has several, with the budget
+    if ``always_budget`` or where the panels differ in it."""
     sized = {key[:3] for key, _ in panels if key[3] is not None}
     show_budget = always_budget or len({key[4] for key, _ in panels}) > 1
     return [_panel_title(model, data, augment, size, (model, data, augment) in sized,
@@ -69,52 +52,26 @@ def _panel_titles(panels: list[tuple[tuple, pd.DataFrame]], always_budget: bool)
             for (model, data, augment, size, budget, variant), _ in panels]
 
 
-def _log_axis(axis: plt.Axes) -> None:
-    """Log scale with plain-number tick labels (1, 2, 5, 10, 20, ...)."""
-    axis.set_yscale("log")
-    axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.yaxis.set_minor_formatter(NullFormatter())
-
-
 def _line_and_band(axis: plt.Axes, x: pd.Series, stats: pd.DataFrame, group: str, seeds: int, **style: Any) -> None:
     """Mean over seeds as a line, min-max over seeds as a band."""
-    color = group_color(group)
+    color = GROUP_COLORS.get(group, "black")
     axis.plot(x, stats["mean"], color=color, marker=GROUP_MARKERS.get(group, "o"), linewidth=1.8,
               label=f"{group} (n={seeds})", **style)
     if seeds > 1:
         axis.fill_between(x, stats["min"], stats["max"], color=color, alpha=0.2, linewidth=0)
 
 
-def _draw_curve(axis: plt.Axes, curves: pd.DataFrame, column: str, group: str) -> None:
-    stats = curves.groupby("epoch")[column].agg(["mean", "min", "max"]).reset_index().dropna(subset=["mean"])
-    if len(stats):
-        _line_and_band(axis, stats["epoch"], stats, group, curves["path"].nunique(),
-                       markevery=max(1, len(stats) // 12), markersize=5)
-
-
-def _epoch_axis(axis: plt.Axes, epochs: pd.Series) -> None:
-    """Integer epoch ticks; a run of one epoch sits in the middle of 0.5 .. 1.5."""
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if len(epochs) and epochs.min() == epochs.max():
-        only = float(epochs.iloc[0])
-        axis.set_xlim(only - 0.5, only + 0.5)
-        axis.set_xticks([only])
-
-
-def _style_axis(axis: plt.Axes, title: str, ylabel: str, xlabel: str = "epoch") -> None:
+def _style_axis(axis: plt.Axes, title: str, ylabel: str, xlabel: str = "epoch", percent: bool = False) -> None:
+    """Title, labels, grid and legend; ``percent`` keeps the y axis within 0-100."""
     axis.set_title(title, fontsize=10)
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.grid(True, alpha=0.3)
     if axis.has_data():
         axis.legend(title="group (seeds)", fontsize=8, title_fontsize=8)
-
-
-def _percent_axis(axis: plt.Axes) -> None:
-    """Keep the y axis of an error in % within 0-100."""
-    bottom, top = axis.get_ylim()
-    axis.set_ylim(max(0.0, bottom), min(100.0, top))
+    if percent:
+        bottom, top = axis.get_ylim()
+        axis.set_ylim(max(0.0, bottom), min(100.0, top))
 
 
 def _with_title(figure: plt.Figure, title: str) -> plt.Figure:
@@ -125,36 +82,43 @@ def _with_title(figure: plt.Figure, title: str) -> plt.Figure:
 
 
 def convergence_figure(curves: pd.DataFrame) -> plt.Figure | None:
-    """Test error (%) and train loss against epoch, one row of panels per network x data
-    x augmentation x training-set size x budget x variant, one line per group (mean over
-    seeds, band min-max); None when ``curves`` is empty."""
+    """Test error and train loss against epoch, a row of panels per :data:`PANEL_FIELDS`, a line per group."""
     if curves.empty:
         return None
     panels = _panels(curves, PANEL_FIELDS)
     figure, axes = plt.subplots(len(panels), 2, figsize=(11, 3.2 * len(panels) + 0.9), squeeze=False)
     for row, ((_, panel), title) in enumerate(zip(panels, _panel_titles(panels, always_budget=False))):
-        for group in _groups(panel):
-            _draw_curve(axes[row, 0], panel[panel["group"] == group], "test_error", group)
-            _draw_curve(axes[row, 1], panel[panel["group"] == group], "train_loss", group)
         for column, (name, label) in enumerate([("test_error", "test error (%, log scale)"),
                                                 ("train_loss", "train loss (cross-entropy, log scale)")]):
+            axis = axes[row, column]
+            for group in _groups(panel):
+                runs = panel[panel["group"] == group]
+                stats = runs.groupby("epoch")[name].agg(["mean", "min", "max"]).reset_index().dropna(subset=["mean"])
+                if len(stats):
+                    _line_and_band(axis, stats["epoch"], stats, group, runs["path"].nunique(),
+                                   markevery=max(1, len(stats) // 12), markersize=5)
             values = panel[name].dropna()
             if len(values) and (values > 0).all() and values.max() > LOG_SCALE_MIN_RATIO * values.min():
-                _log_axis(axes[row, column])
+                axis.set_yscale("log")  # with plain-number ticks: 1, 2, 5, 10, 20, ...
+                axis.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+                axis.yaxis.set_minor_formatter(NullFormatter())
             else:
                 label = label.replace(", log scale", "")
-            _style_axis(axes[row, column], f"{title}: {name.replace('_', ' ')}", label)
-            _epoch_axis(axes[row, column], panel["epoch"])
+            _style_axis(axis, f"{title}: {name.replace('_', ' ')}", label)
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if panel["epoch"].min() == panel["epoch"].max():  # one epoch: in the middle of 0.5 .. 1.5
+                axis.set_xlim(panel["epoch"].min() - 0.5, panel["epoch"].min() + 0.5)
+                axis.set_xticks([float(panel["epoch"].min())])
     return _with_title(figure, "Convergence of CNNs (z2) and G-CNNs (p4, p4m): line = mean over seeds, "
                                "band = min-max over seeds")
 
 
 def _size_positions(panel: pd.DataFrame) -> tuple[dict, dict]:
-    """x position and tick label of every training-set size; the full set sits at
-    its recorded size (``n_train``) or, if unknown, at twice the largest subset."""
+    """x position and tick label of every training-set size; the full set (None) sits at its recorded
+    size (``n_train``) or, if unknown, at twice the largest subset."""
     sizes = sorted({int(s) for s in panel["train_size"] if not is_missing(s)})
-    positions = {s: float(s) for s in sizes}
-    labels = {s: str(s) for s in sizes}
+    positions, labels = {s: float(s) for s in sizes}, {s: str(s) for s in sizes}
     if panel["train_size"].map(is_missing).any():
         known = pd.to_numeric(panel.loc[panel["train_size"].map(is_missing), "n_train"], errors="coerce") \
             if "n_train" in panel else pd.Series(dtype=float)
@@ -169,11 +133,10 @@ def _draw_size_curve(axis: plt.Axes, runs: pd.DataFrame, group: str, positions: 
     stats = runs.assign(size=key).groupby("size")["final_test_error"].agg(["mean", "min", "max", "count"])
     stats.index = [positions[None if size == -1 else size] for size in stats.index]
     stats = stats.sort_index(kind="stable")
-    errors = [stats["mean"] - stats["min"], stats["max"] - stats["mean"]]
-    seeds = int(stats["count"].max())
-    axis.errorbar(stats.index, stats["mean"], yerr=errors, color=group_color(group),
-                  marker=GROUP_MARKERS.get(group, "o"), capsize=3, linewidth=1.8,
-                  label=f"{group} (n≤{seeds})" if stats["count"].nunique() > 1 else f"{group} (n={seeds})")
+    seeds = f"n≤{stats['count'].max()}" if stats["count"].nunique() > 1 else f"n={stats['count'].max()}"
+    axis.errorbar(stats.index, stats["mean"], yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
+                  color=GROUP_COLORS.get(group, "black"), marker=GROUP_MARKERS.get(group, "o"), capsize=3,
+                  linewidth=1.8, label=f"{group} ({seeds})")
 
 
 def _draw_z2_level(axis: plt.Axes, panel: pd.DataFrame, rows: pd.DataFrame | None) -> None:
@@ -182,12 +145,11 @@ def _draw_z2_level(axis: plt.Axes, panel: pd.DataFrame, rows: pd.DataFrame | Non
     if z2_full.empty:
         return
     level = float(z2_full.mean())
-    axis.axhline(level, color=group_color("z2"), linestyle="--", linewidth=1.0,
-                 label=f"z2, full data ({level:.2f}%)")
+    axis.axhline(level, color=GROUP_COLORS["z2"], linestyle="--", linewidth=1.0, label=f"z2, full data ({level:.2f}%)")
     crossings = [r for r in ([] if rows is None else rows.to_dict("records"))
                  if not is_missing(r["size_at_z2_full_error"])]
     for stack, row in enumerate(crossings):  # labels stacked upwards, so close crossings stay readable
-        size, color = float(row["size_at_z2_full_error"]), group_color(row["group"])
+        size, color = float(row["size_at_z2_full_error"]), GROUP_COLORS.get(row["group"], "black")
         axis.plot([size], [level], marker="*", markersize=15, color=color, markeredgecolor="black",
                   linestyle="none", zorder=5)
         prefix = "≤ " if row["crossing"] == "at_smallest" else ""
@@ -198,12 +160,8 @@ def _draw_z2_level(axis: plt.Axes, panel: pd.DataFrame, rows: pd.DataFrame | Non
 
 
 def data_efficiency_figure(runs: pd.DataFrame, efficiency: pd.DataFrame | None = None) -> plt.Figure | None:
-    """Final test error (%) against training-set size (log x), one panel per network x
-    data x augmentation x budget x variant with at least two sizes, one line per group
-    (mean over seeds, bars min-max); the z2 network's full-data mean error as a dashed
-    line and, from ``efficiency`` (:func:`repro.report.efficiency.data_efficiency`), a
-    star where each G-CNN reaches it. The y axis stays within 0-100 %. None without
-    such a panel."""
+    """Final test error against training-set size (log x), a panel per :data:`FAMILY_FIELDS` with two or
+    more sizes, a line per group, z2's full-data error dashed and a star where each G-CNN reaches it."""
     panels = [(key, panel) for key, panel in _panels(runs, FAMILY_FIELDS)
               if len(set(panel["train_size"].map(lambda s: -1 if is_missing(s) else s))) > 1]
     if not panels:
@@ -223,8 +181,7 @@ def data_efficiency_figure(runs: pd.DataFrame, efficiency: pd.DataFrame | None =
         axis.minorticks_off()
         model, data, augment, budget, variant = key
         _style_axis(axis, _panel_title(model, data, augment, None, False, budget, variant),
-                    "final test error (%)", "training-set size (images, log scale)")
-        _percent_axis(axis)
+                    "final test error (%)", "training-set size (images, log scale)", percent=True)
     figure.suptitle("Data efficiency: line = mean over seeds, bars = min-max over seeds;\n"
                     "star = training-set size at which a G-CNN matches z2 on the full set", fontsize=10)
     figure.tight_layout()
@@ -232,11 +189,8 @@ def data_efficiency_figure(runs: pd.DataFrame, efficiency: pd.DataFrame | None =
 
 
 def robustness_figure(summary: pd.DataFrame) -> plt.Figure | None:
-    """Test error (%) against the transformation of the test set, one row of panels per
-    network x data x augmentation x training-set size x budget x variant, one column per
-    kind (the 8 elements of p4m; rotations every 15 degrees when measured), one line per
-    group (mean over seeds, band min-max). ``summary`` is
-    :func:`repro.report.robustness.robustness_summary`; None when it is empty."""
+    """Test error against the transformation of the test set (a :func:`~.table.robustness_summary`), a row
+    of panels per :data:`PANEL_FIELDS`, a column per kind of :data:`KINDS`, a line per group."""
     if summary.empty:
         return None
     kinds = [kind for kind in KINDS if kind in set(summary["kind"])]
@@ -250,19 +204,18 @@ def robustness_figure(summary: pd.DataFrame) -> plt.Figure | None:
                 stats = panel[(panel["group"] == group) & (panel["kind"] == kind)].sort_values("order")
                 if len(stats):
                     _line_and_band(axis, stats["order"], stats, group, int(stats["n"].max()), markersize=4)
-            _style_axis(axis, f"{title}: {KINDS[kind]}", "test error (%)", f"test set transformed by: {KINDS[kind]}")
             lines = panel[panel["kind"] == kind].drop_duplicates("order").sort_values("order")
             step = max(1, len(lines) // 12)
             axis.set_xticks(list(lines["order"])[::step],
                             [P4M_LABELS.get(t, t) if kind == "p4m" else t for t in lines["transform"]][::step])
-            _percent_axis(axis)
+            _style_axis(axis, f"{title}: {KINDS[kind]}", "test error (%)", f"test set transformed by: {KINDS[kind]}",
+                        percent=True)
     return _with_title(figure, "Robustness: test error of the final models on transformed test sets "
                                "(line = mean over seeds, band = min-max)")
 
 
 def save_figure(figure: plt.Figure | None, stem: str | os.PathLike) -> list[Path]:
-    """Write ``figure`` as ``<stem>.png`` and ``<stem>.pdf`` and close it; the written
-    paths (none for no figure)."""
+    """Write ``figure`` as ``<stem>.png`` and ``<stem>.pdf`` and close it; the paths written."""
     if figure is None:
         return []
     paths = [Path(stem).with_suffix(f".{fmt}") for fmt in ("png", "pdf")]

@@ -1,13 +1,11 @@
-"""Which runs the report averages, how rows that differ are labelled, and whether a
-row is the paper's recipe.
+"""Which runs the report averages, how rows that differ are labelled, and whether a row is the
+paper's recipe.
 
-Every run has identity items (:func:`repro.train.identity.identity_items` of its
-resolved config: every key that can change its numbers). Runs whose items differ in
-``seed`` alone form one *cell* and are averaged; nothing else is. A cell's place in
-the table is its network, group, data, augmentation, training-set size and budget;
-any other key in which it differs from the most common recipe of its network,
-augmentation and data becomes its *variant* label (``optim.lr=0.01``), so an
-ablation gets its own row instead of being averaged in or dropped.
+Runs whose identity items (:func:`repro.train.identity.identity_items`: every key that can change
+the numbers) differ in ``seed`` alone form one *cell* and are averaged; nothing else is. A cell's
+place in the table is its network, group, data, augmentation, training-set size and budget; any
+other key in which it differs from the most common recipe of its network, augmentation and data is
+its *variant* label (``optim.lr=0.01``), so an ablation gets its own row.
 """
 from __future__ import annotations
 
@@ -36,16 +34,14 @@ def recipe_items(items: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def budget_label(items: Mapping[str, Any]) -> str:
-    """``30 epochs``, or ``30 epochs x 8 steps`` when the config fixes the optimiser
-    steps per epoch (the equal-step protocol of a data-efficiency sweep)."""
+    """``30 epochs``, or ``30 epochs x 8 steps`` when the config fixes the steps per epoch."""
     epochs, steps = items.get("epochs"), items.get("steps_per_epoch")
     label = "? epochs" if epochs is None else f"{epochs} epoch" + ("" if epochs == 1 else "s")
     return label + ("" if steps is None else f" x {steps} steps")
 
 
 def data_label(data: Any, data_format: Any = None) -> str:
-    """Display name of a data set; a CIFAR-format folder is named by its format and
-    number of classes (``folder (cifar100 format, 100 classes)``)."""
+    """Display name of a data set: a CIFAR-format folder as ``folder (cifar100 format, 100 classes)``."""
     if data != "cifar_folder":
         return str(data)
     classes = CIFAR_FORMAT_CLASSES.get(data_format)
@@ -97,9 +93,8 @@ def _disambiguate(cells: pd.DataFrame, labels: dict[str, str], items: dict[str, 
 
 
 def label_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` (with an ``items`` column of identity items) plus ``recipe`` (cell id),
-    ``budget``, ``data_label`` and ``variant`` (empty for the most common recipe of each
-    network x augmentation x data set, else the keys that differ: ``optim.lr=0.01``)."""
+    """``runs`` (with identity ``items``) plus ``recipe`` (cell id), ``budget``, ``data_label`` and
+    ``variant`` (empty for the most common recipe of each network x augmentation x data set)."""
     runs = runs.copy()
     runs["recipe"] = [identity_hash(recipe_items(items)) for items in runs["items"]]
     runs["budget"] = [budget_label(items) for items in runs["items"]]
@@ -120,22 +115,23 @@ def label_cells(runs: pd.DataFrame) -> pd.DataFrame:
 
 @functools.cache
 def paper_preset_items(preset: str, group: str, augment: str, data: str) -> dict[str, Any]:
-    """Identity items of the paper preset ``experiment=<preset>`` composed for this group,
-    augmentation and data set (the recipe ``make reproduce-table`` trains); cached, so
-    read-only."""
+    """Identity items of ``experiment=<preset>`` composed for this group, augmentation and data set
+    (the recipe ``make reproduce-table`` trains); cached, so read-only."""
     from repro.train import compose_config, load_config, to_dict
     overrides = [f"experiment={preset}", f"group={group}", f"augment={augment}", f"data={data}"]
     return identity_items(to_dict(load_config(compose_config(overrides))))
 
 
-def paper_difference(items: Mapping[str, Any], preset: str, group: str, augment: str,
-                     data: str) -> dict[str, tuple[Any, Any]]:
-    """``{key: (ours, paper)}`` for every key (seed aside) in which a cell's recipe differs
-    from the paper preset (``–`` for an absent key); raises ValueError naming the preset
-    when it cannot be composed."""
+def paper_match(items: Mapping[str, Any], preset: Any, group: str, augment: str, data: str) -> tuple[str, str]:
+    """``(keys, described)``: the keys (seed aside) in which a cell's recipe differs from the paper
+    preset, and their values (``optim.lr=0.01 (paper 0.05)``); both empty when it is the preset."""
+    if is_missing(preset) or not preset:
+        return "(no paper preset)", "the reference row names no preset"
     try:
-        preset_items = paper_preset_items(preset, group, augment, data)
+        paper = recipe_items(paper_preset_items(preset, group, augment, data))
     except Exception as err:  # noqa: BLE001 - any failure to compose is reported as such
-        raise ValueError(f"paper preset experiment={preset} cannot be composed ({err})") from err
-    ours, paper = recipe_items(items), recipe_items(preset_items)
-    return {key: (ours.get(key, "–"), paper.get(key, "–")) for key in differing_keys(ours, paper)}
+        return "(preset unavailable)", f"paper preset experiment={preset} cannot be composed ({err})"
+    ours = recipe_items(items)
+    keys = differing_keys(ours, paper)
+    return ", ".join(keys), "; ".join(f"{key}={format_value(ours.get(key, '–'))} "
+                                      f"(paper {format_value(paper.get(key, '–'))})" for key in keys)

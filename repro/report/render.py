@@ -1,7 +1,10 @@
-"""Write the report's tables as Markdown (``table.md``) and LaTeX (``table.tex``)."""
+"""The report as text: ``table.md`` (every table, with a reading guide) and ``table.tex`` (the
+paper-style tables: rows network/group/budget/variant, one column block per data set, augmentation
+and training-set size, the paper's number and the difference beside ours)."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -10,11 +13,12 @@ import pandas as pd
 from repro.markdown import markdown_table
 
 from .collect import RunCollection
-from .robustness import KINDS
-from .table import (Section, column_label, format_error, format_number, format_params, has_variants, network_name,
-                    sort_cells, wide_sections)
-from .values import is_missing
+from .recipe import short_difference
+from .table import AUGMENT_ORDER, KINDS, sort_cells
+from .values import group_rows, is_missing, rank
 
+NETWORK_NAMES = {"allcnnc": "All-CNN-C", "resnet44": "ResNet44", "resnet26": "ResNet26", "rotmnist": "RotMNIST-CNN"}
+ROW_FIELDS = ("model", "group", "budget", "variant")
 READING_GUIDE = """\
 How to read the tables: each cell is the **final-epoch test error in %**, mean ± sample
 standard deviation over seeds, with the number of seeds `n` (no std when n = 1). Only
@@ -43,6 +47,141 @@ epoch), corrupt or duplicated (same identity and seed: the newest is kept) are n
 averaged: they are listed under "Excluded runs".
 """
 
+EFFICIENCY_GUIDE = """\
+## Data efficiency
+
+For each G-CNN trained at several training-set sizes: the number of training images at
+which its mean test error equals the z2 network's mean error on the full training set
+(interpolated between the two sizes that bracket that error, linear in error and on a log
+scale of size; the first crossing from the smallest size up), and that number as a
+fraction of the full set (`0.30x` = the G-CNN needs 30 % of the data). `already below at
+the smallest size` gives an upper bound; `not reached` means no size tried got there.
+The curves, the z2 level (dashed) and the crossings (stars) are in `data_efficiency.png`.
+"""
+ROBUSTNESS_GUIDE = """\
+## Robustness
+
+Test error (%) of the final models, mean ± std over seeds (n), on the test set
+transformed by each element of p4m (`r` = rotation by 90 degrees counter-clockwise,
+`m` = mirror; `mr2` = mirror after two rotations, index 4·m + r) and, for digits data,
+rotated every 15 degrees. A network invariant to a transformation has the same error
+on every column it covers: p4 is flat over `e, r, r2, r3`, p4m over all eight. Every
+number per seed is in `robustness.csv`; the figure is `robustness.png`.
+"""
+PER_RUN_HEADER = ["Run", "Network", "Group", "Data", "Augment", "Train size", "Budget", "Variant", "Seed",
+                  "Steps", "Final test error (%)", "Best test error (%) (epoch)", "Equiv. error (group)",
+                  "Params", "MACs/image", "Wall time (s)", "Identity"]
+# LaTeX for the characters of the tables' text.
+LATEX = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                       "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
+                       "Δ": r"$\Delta$", "–": "--", "−": "-", "≠": r"$\neq$", "≤": r"$\leq$"})
+
+
+def network_name(model: Any) -> str:
+    """Display name of a model registry name (unknown names unchanged)."""
+    return NETWORK_NAMES.get(model, str(model))
+
+
+def column_label(data: str, augment: str, train_size: Any = None, show_size: bool = False) -> str:
+    """``CIFAR10`` (no augmentation), ``CIFAR10+`` (crop_flip), ``CIFAR10 rot_flip``, ``digits_rot``;
+    with ``show_size``: ``digits_rot, 100 train`` or ``, full``."""
+    base = str(data).upper() if str(data).startswith("cifar") else str(data)
+    if augment == "crop_flip":
+        base += "+"
+    elif augment not in ("none", None):
+        base += f" {augment}"
+    if show_size:
+        base += ", full" if is_missing(train_size) else f", {int(train_size)} train"
+    return base
+
+
+def format_number(value: float, spec: str = ".2f") -> str:
+    """``value`` in the format ``spec``; ``–`` when missing."""
+    return "–" if is_missing(value) else format(value, spec)
+
+
+def format_error(mean: float, std: float, n: int) -> str:
+    """``9.44 ± 0.12 (n=3)``; without the std when n = 1."""
+    if is_missing(mean):
+        return "–"
+    return f"{mean:.2f}" + ("" if is_missing(std) else f" ± {std:.2f}") + f" (n={n})"
+
+
+def format_params(params: Any) -> str:
+    """``1.37M``, ``52.3k``, or the raw text for mixed values."""
+    if is_missing(params) or isinstance(params, str):
+        return "–" if is_missing(params) else params
+    params = float(params)
+    if params >= 1e6:
+        return f"{params / 1e6:.2f}M"
+    return f"{params / 1e3:.1f}k" if params >= 1e3 else f"{params:.0f}"
+
+
+def has_variants(table: pd.DataFrame) -> bool:
+    """Whether any row of ``table`` is a variant (so the table needs a Variant column)."""
+    return table["variant"].fillna("").astype(bool).any()
+
+
+@dataclass
+class Section:
+    """One data set's table in the paper's layout, as display strings."""
+
+    data: str
+    header: list[str]
+    rows: list[list[str]]
+    sizes: list
+
+
+def _condition_cells(cell: pd.DataFrame | None, with_paper: bool) -> list[str]:
+    """Ours, [paper, Δ,] equivariance error; the Δ only when the recipe is the paper preset, else
+    which keys differ."""
+    if cell is None:
+        return ["–"] * (4 if with_paper else 2)
+    cell = cell.iloc[0]
+    paper = []
+    if with_paper:
+        keys = cell["paper_recipe_keys"]
+        if is_missing(keys):
+            delta = "–"
+        elif keys:
+            delta = "recipe ≠ paper: " + short_difference(keys.split(", ") if not keys.startswith("(") else [keys])
+        else:
+            delta = format_number(cell["diff_vs_paper"], "+.2f")
+        paper = [format_number(cell["paper_test_error"]), delta]
+    return [format_error(cell["test_error_mean"], cell["test_error_std"], cell["n"]), *paper,
+            format_number(cell["equivariance_error_mean"], ".1e")]
+
+
+def _section(data: str, section: pd.DataFrame) -> Section:
+    by_condition = group_rows(section, ("augment", "train_size"))
+    conditions = sorted(by_condition, key=lambda c: (rank(c[0], AUGMENT_ORDER), rank(c[1])))
+    sizes = list(dict.fromkeys(size for _, size in by_condition))
+    show_size = any(size is not None for size in sizes)
+    has_paper = {c: by_condition[c]["paper_test_error"].notna().any() for c in conditions}
+    any_paper_params, any_variant = section["paper_params"].notna().any(), has_variants(section)
+    header = ["Network", "Group", "Budget"] + (["Variant"] if any_variant else []) + ["Params"] \
+        + (["Params (paper)"] if any_paper_params else [])
+    for condition in conditions:
+        label = column_label(data, *condition, show_size=show_size)
+        header += [label] + ([f"{label} paper", f"{label} Δ"] if has_paper[condition] else []) + [f"{label} equiv."]
+    rows = []
+    by_row = sort_cells(section, (*ROW_FIELDS, "augment", "train_size"))
+    for (model, group, budget, variant), row_cells in group_rows(by_row, ROW_FIELDS).items():
+        row = [network_name(model), str(group), str(budget)] + ([variant or "–"] if any_variant else []) \
+            + [format_params(row_cells["params"].iloc[0])]
+        if any_paper_params:
+            row.append(format_params(next(iter(row_cells["paper_params"].dropna()), None)))
+        cells = group_rows(row_cells, ("augment", "train_size"))
+        for condition in conditions:
+            row += _condition_cells(cells.get(condition), has_paper[condition])
+        rows.append(row)
+    return Section(data=data, header=header, rows=rows, sizes=sizes)
+
+
+def wide_sections(summary: pd.DataFrame) -> list[Section]:
+    """One :class:`Section` per data set, rows network/group/budget/variant in the paper's order."""
+    return [_section(data, section) for (data,), section in group_rows(summary, ("data_label",)).items()]
+
 
 def _relative(path: str, root: str) -> str:
     relative = os.path.relpath(path, root) if root else path
@@ -68,11 +207,6 @@ def _per_run_rows(runs: pd.DataFrame, root: str) -> list[list[str]]:
     return rows
 
 
-PER_RUN_HEADER = ["Run", "Network", "Group", "Data", "Augment", "Train size", "Budget", "Variant", "Seed",
-                  "Steps", "Final test error (%)", "Best test error (%) (epoch)", "Equiv. error (group)",
-                  "Params", "MACs/image", "Wall time (s)", "Identity"]
-
-
 def _excluded_rows(excluded: pd.DataFrame, root: str) -> list[list[str]]:
     rows = []
     for run in excluded.to_dict("records"):
@@ -84,34 +218,17 @@ def _excluded_rows(excluded: pd.DataFrame, root: str) -> list[list[str]]:
     return rows
 
 
-def _panel_name(row: dict) -> str:
-    sized = not is_missing(row.get("train_size"))
-    label = column_label(row["data_label"], row["augment"], row.get("train_size"), sized)
-    name = f"{network_name(row['model'])} {label}"
-    return name + f", {row['budget']}" + (f", {row['variant']}" if row.get("variant") else "")
-
-
 def _convergence_rows(convergence: pd.DataFrame) -> list[list[str]]:
     rows = []
     for row in convergence.to_dict("records"):
+        label = column_label(row["data_label"], row["augment"], row["train_size"], not is_missing(row["train_size"]))
+        variant = f", {row['variant']}" if row["variant"] else ""
+        panel = f"{network_name(row['model'])} {label}, {row['budget']}{variant}"
         reached = row["first_epoch_at_z2_final"]
-        rows.append([_panel_name(row), row["group"], row["epochs"], format_number(row["error_at_25pct"]),
+        rows.append([panel, row["group"], row["epochs"], format_number(row["error_at_25pct"]),
                      format_number(row["error_at_50pct"]), format_number(row["error_final"]),
                      "– (no z2 run)" if reached is None else reached])
     return rows
-
-
-EFFICIENCY_GUIDE = """\
-## Data efficiency
-
-For each G-CNN trained at several training-set sizes: the number of training images at
-which its mean test error equals the z2 network's mean error on the full training set
-(interpolated between the two sizes that bracket that error, linear in error and on a log
-scale of size; the first crossing from the smallest size up), and that number as a
-fraction of the full set (`0.30x` = the G-CNN needs 30 % of the data). `already below at
-the smallest size` gives an upper bound; `not reached` means no size tried got there.
-The curves, the z2 level (dashed) and the crossings (stars) are in `data_efficiency.png`.
-"""
 
 
 def _efficiency_markdown(efficiency: pd.DataFrame) -> str:
@@ -129,18 +246,6 @@ def _efficiency_markdown(efficiency: pd.DataFrame) -> str:
                     + [row["group"], row["sizes"], format_number(row["z2_full_error"]), size, fraction, row["text"]])
     align = ["l"] * (len(header) - 4) + ["r", "r", "r", "l"]
     return EFFICIENCY_GUIDE + "\n" + markdown_table(header, rows, align=align)
-
-
-ROBUSTNESS_GUIDE = """\
-## Robustness
-
-Test error (%) of the final models, mean ± std over seeds (n), on the test set
-transformed by each element of p4m (`r` = rotation by 90 degrees counter-clockwise,
-`m` = mirror; `mr2` = mirror after two rotations, index 4·m + r) and, for digits data,
-rotated every 15 degrees. A network invariant to a transformation has the same error
-on every column it covers: p4 is flat over `e, r, r2, r3`, p4m over all eight. Every
-number per seed is in `robustness.csv`; the figure is `robustness.png`.
-"""
 
 
 def _robustness_markdown(robustness: pd.DataFrame) -> str:
@@ -206,27 +311,13 @@ def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergenc
     return "".join(part.rstrip("\n") + "\n\n" for part in parts).rstrip("\n") + "\n"
 
 
-LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def _latex_escape(text: Any) -> str:
-    escaped = "".join(LATEX_SPECIALS.get(char, char) for char in str(text))
-    return (escaped.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
-            .replace("−", "-").replace("≠", r"$\neq$").replace("≤", r"$\leq$"))
-
-
-def _section_latex(section: Section) -> str:
-    spec = "ll" + "r" * (len(section.header) - 2)
-    lines = [f"% {section.data}", r"\begin{tabular}{" + spec + "}", r"\toprule",
-             " & ".join(_latex_escape(h) for h in section.header) + r" \\", r"\midrule"]
-    lines += [" & ".join(_latex_escape(c) for c in row) + r" \\" for row in section.rows]
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(lines)
-
-
 def render_latex(summary: pd.DataFrame) -> str:
     """``table.tex``: one booktabs ``tabular`` per data set (needs ``\\usepackage{booktabs}``)."""
-    header = ("% Test error (%) mean $\\pm$ std over seeds (n); generated by scripts/report.py.\n"
-              "% Requires \\usepackage{booktabs}.\n")
-    return header + "\n".join(_section_latex(section) for section in wide_sections(summary))
+    tables = []
+    for section in wide_sections(summary):
+        header, *rows = [" & ".join(str(cell).translate(LATEX) for cell in row) + r" \\"
+                         for row in [section.header, *section.rows]]
+        tables.append("\n".join([f"% {section.data}", r"\begin{tabular}{ll" + "r" * (len(section.header) - 2) + "}",
+                                 r"\toprule", header, r"\midrule", *rows, r"\bottomrule", r"\end{tabular}", ""]))
+    return ("% Test error (%) mean $\\pm$ std over seeds (n); generated by scripts/report.py.\n"
+            "% Requires \\usepackage{booktabs}.\n" + "\n".join(tables))

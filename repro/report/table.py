@@ -1,88 +1,83 @@
-"""Aggregate finished runs over seeds and lay the numbers out like the paper's table.
-
-:func:`summarize` gives a tidy table (one row per network x group x data x
-augmentation x training-set size x epochs); :func:`wide_sections` turns it into
-the paper's layout (rows network/group, one column block per data set and
-augmentation, the paper's number and the difference beside ours), which
-:mod:`repro.report.render` writes as Markdown and LaTeX.
-"""
+"""The report's numbers, per cell (runs whose identities differ in the seed alone) beside the paper's
+(``results/paper_reference.csv``), and the convergence, data-efficiency and robustness summaries.
+Errors are in %; ``std`` is the sample std over seeds (ddof 1; NaN when n = 1)."""
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 import pandas as pd
 
-from .recipe import format_value, paper_difference, short_difference
+from .recipe import paper_match
 from .values import as_object, group_rows, is_missing, rank
 
+DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv"
+REFERENCE_COLUMNS = ("network", "group", "dataset", "augment", "test_error", "params", "preset", "source")
 # Display fields of a cell (all runs of one recipe, i.e. one identity up to the seed).
 CELL_FIELDS = ("data", "data_label", "data_format", "augment", "train_size", "model", "group", "epochs",
                "budget", "variant", "recipe")
 GROUP_ORDER = ("z2", "p4", "p4m")
-MODEL_ORDER = ("allcnnc", "resnet44", "resnet26", "rotmnist")
 AUGMENT_ORDER = ("none", "crop_flip", "rot_flip")
-PREFERRED_ORDER = {"model": MODEL_ORDER, "augment": AUGMENT_ORDER, "group": GROUP_ORDER}
-NETWORK_NAMES = {"allcnnc": "All-CNN-C", "resnet44": "ResNet44", "resnet26": "ResNet26",
-                 "rotmnist": "RotMNIST-CNN"}
+PREFERRED_ORDER = {"model": ("allcnnc", "resnet44", "resnet26", "rotmnist"), "augment": AUGMENT_ORDER,
+                   "group": GROUP_ORDER}
 SUMMARY_COLUMNS = [*CELL_FIELDS, "n", "seeds", "n_train", "test_error_mean", "test_error_std",
                    "test_error_min", "test_error_max", "paper_test_error", "diff_vs_paper",
                    "paper_recipe_diff", "paper_recipe_keys", "params", "paper_params",
                    "equivariance_error_mean", "equivariance_group", "paper_source"]
 SORT_FIELDS = ("data_label", "augment", "train_size", "model", "group", "budget", "variant")
-ROW_FIELDS = ("model", "group", "budget", "variant")
+# One convergence / robustness panel, and one data-efficiency curve family.
 PANEL_FIELDS = ("model", "data_label", "augment", "train_size", "budget", "variant")
+FAMILY_FIELDS = ("model", "data_label", "augment", "budget", "variant")
+P4M_ELEMENTS = ("e", "r", "r2", "r3", "m", "mr", "mr2", "mr3")  # index 4*m + r
+KINDS = {"p4m": "p4m element", "rotation": "rotation (degrees)"}
 
 
-def network_name(model: Any) -> str:
-    """Display name of a model registry name (unknown names unchanged)."""
-    return NETWORK_NAMES.get(model, str(model))
+def load_reference(path: str | os.PathLike = DEFAULT_REFERENCE) -> pd.DataFrame:
+    """The paper's numbers for runs on the full training set: one row per (network, group, dataset,
+    augment) with ``test_error``, ``params``, ``preset`` (the ``experiment=`` a Δ needs) and ``source``."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"reference file {str(path)!r} does not exist; expected a CSV with columns "
+                         f"{', '.join(REFERENCE_COLUMNS)}")
+    table = pd.read_csv(path)
+    missing = [column for column in REFERENCE_COLUMNS if column not in table.columns]
+    if missing:
+        raise ValueError(f"reference file {str(path)!r} lacks columns {missing}; "
+                         f"expected {', '.join(REFERENCE_COLUMNS)}")
+    key = ["network", "group", "dataset", "augment"]
+    repeated = table[table.duplicated(key, keep=False)]
+    if len(repeated):
+        raise ValueError(f"reference file {str(path)!r} lists {repeated[key].iloc[0].tolist()} more than once")
+    return table
 
 
 def _unique(values: pd.Series) -> list:
     return list(dict.fromkeys(v for v in values if not is_missing(v)))
 
 
-def _paper_match(row: dict, items: dict, ref: dict) -> tuple[str, str]:
-    """``(keys, described)``: where the cell's recipe differs from the paper preset
-    (both empty when it matches)."""
-    preset = ref.get("preset")
-    if is_missing(preset) or not preset:
-        return "(no paper preset)", "the reference row names no preset"
-    try:
-        differences = paper_difference(items, preset, row["group"], row["augment"], row["data"])
-    except ValueError as err:
-        return "(preset unavailable)", str(err)
-    described = "; ".join(f"{key}={format_value(ours)} (paper {format_value(theirs)})"
-                          for key, (ours, theirs) in differences.items())
-    return ", ".join(differences), described
-
-
 def _summarize_cell(cell: pd.DataFrame, paper: dict) -> dict:
     errors = cell["final_test_error"].astype(float)
     first = cell.iloc[0]
     row = {key: first[key] for key in CELL_FIELDS}
-    params = _unique(cell["params"])
-    ref = paper.get((row["model"], row["group"], row["data"], row["augment"])) \
-        if is_missing(row["train_size"]) else None
-    keys, described = _paper_match(row, first["items"], ref) if ref is not None else (None, None)
-    n_train = _unique(cell["n_train"])
+    full_set = is_missing(row["train_size"])
+    ref = paper.get((row["model"], row["group"], row["data"], row["augment"])) if full_set else None
+    keys = described = None
+    if ref is not None:
+        keys, described = paper_match(first["items"], ref.get("preset"), row["group"], row["augment"], row["data"])
+    params, n_train = _unique(cell["params"]), _unique(cell["n_train"])
     row.update(
-        n=len(errors), seeds=",".join(str(s) for s in cell["seed"]),
-        n_train=n_train[0] if len(n_train) == 1 else None,
-        test_error_mean=errors.mean(), test_error_std=errors.std(ddof=1) if len(errors) > 1 else math.nan,
-        test_error_min=errors.min(), test_error_max=errors.max(),
-        params=params[0] if len(params) == 1 else ("/".join(map(str, params)) or None),
+        n=len(errors), seeds=",".join(str(s) for s in cell["seed"]), n_train=n_train[0] if len(n_train) == 1 else None,
+        test_error_mean=errors.mean(), test_error_std=errors.std(), test_error_min=errors.min(),
+        test_error_max=errors.max(), params=params[0] if len(params) == 1 else ("/".join(map(str, params)) or None),
         equivariance_error_mean=pd.to_numeric(cell["equivariance_error"], errors="coerce").mean(),
         equivariance_group=",".join(map(str, _unique(cell["equivariance_group"]))) or None,
         paper_test_error=ref["test_error"] if ref is not None else math.nan,
         paper_params=ref["params"] if ref is not None else math.nan,
-        paper_source=ref["source"] if ref is not None else None,
-        paper_recipe_keys=keys, paper_recipe_diff=described,
-    )
-    matches = ref is not None and keys == ""
-    row["diff_vs_paper"] = row["test_error_mean"] - row["paper_test_error"] if matches else math.nan
+        paper_source=ref["source"] if ref is not None else None, paper_recipe_keys=keys, paper_recipe_diff=described,
+        diff_vs_paper=errors.mean() - ref["test_error"] if keys == "" else math.nan)
     return row
 
 
@@ -93,151 +88,40 @@ def _sort_key(name: str, value: Any) -> tuple:
     return rank(value, PREFERRED_ORDER.get(name, ()))
 
 
-def sort_cells(table: pd.DataFrame, columns: tuple[str, ...] = SORT_FIELDS) -> pd.DataFrame:
-    """Rows in the paper's order: data, then augmentation (none, crop_flip, rot_flip),
-    training-set size (full last), network (All-CNN-C, ResNet44, ...), group (z2, p4,
-    p4m), budget, and the most common recipe before its variants."""
+def sort_cells(table: pd.DataFrame, columns: Sequence[str] = SORT_FIELDS) -> pd.DataFrame:
+    """Rows in the paper's order (stable; :data:`PREFERRED_ORDER`), sizes ascending, the full set last."""
     if table.empty:
         return table
-    rows = table[list(columns)].itertuples(index=False, name=None)
-    keys = [tuple(_sort_key(name, value) for name, value in zip(columns, row)) for row in rows]
+    keys = [tuple(_sort_key(name, value) for name, value in zip(columns, row))
+            for row in table[list(columns)].itertuples(index=False, name=None)]
     return table.iloc[sorted(range(len(keys)), key=keys.__getitem__)].reset_index(drop=True)
 
 
 def summarize(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per cell (runs whose identities differ in the seed alone): ``n`` seeds,
-    final test error mean / sample std (ddof 1; NaN when n = 1) / min / max in %, the
-    paper's number where one applies (same network, group, data set and augmentation,
-    full training set), ``diff_vs_paper`` = ours - paper only when the cell's recipe is
-    the paper preset (else ``paper_recipe_keys`` names the keys that differ), params and
-    the mean equivariance error."""
+    """One row per cell: ``n`` seeds, final test error mean / std / min / max, the paper's number where
+    one applies, ``diff_vs_paper`` = ours - paper only when the recipe is the paper preset (else
+    ``paper_recipe_keys`` names the keys that differ), params and the mean equivariance error."""
     if runs.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     paper = {} if reference is None else {(row["network"], row["group"], row["dataset"], row["augment"]): row
                                           for row in reference.to_dict("records")}
-    rows = [_summarize_cell(cell, paper) for _, cell in runs.groupby("recipe", sort=False)]
-    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary = pd.DataFrame([_summarize_cell(cell, paper) for _, cell in runs.groupby("recipe", sort=False)],
+                           columns=SUMMARY_COLUMNS)
     for column in ("train_size", "epochs", "params", "paper_params", "n_train"):
         summary[column] = as_object(summary[column])
     return sort_cells(summary)
 
 
-def column_label(data: str, augment: str, train_size: Any = None, show_size: bool = False) -> str:
-    """``CIFAR10`` (no augmentation), ``CIFAR10+`` (crop_flip), ``CIFAR10 rot_flip``,
-    ``digits_rot``; with ``show_size``: ``digits_rot, 100 train`` or ``, full``."""
-    base = str(data).upper() if str(data).startswith("cifar") else str(data)
-    if augment == "crop_flip":
-        base += "+"
-    elif augment not in ("none", None):
-        base += f" {augment}"
-    if show_size:
-        base += ", full" if is_missing(train_size) else f", {int(train_size)} train"
-    return base
-
-
-def format_error(mean: float, std: float, n: int) -> str:
-    """``9.44 ± 0.12 (n=3)``; without the std when n = 1."""
-    if is_missing(mean):
-        return "–"
-    spread = "" if is_missing(std) else f" ± {std:.2f}"
-    return f"{mean:.2f}{spread} (n={n})"
-
-
-def format_params(params: Any) -> str:
-    """``1.37M``, ``52.3k``, or the raw text for mixed values."""
-    if is_missing(params):
-        return "–"
-    if isinstance(params, str):
-        return params
-    params = float(params)
-    if params >= 1e6:
-        return f"{params / 1e6:.2f}M"
-    return f"{params / 1e3:.1f}k" if params >= 1e3 else f"{params:.0f}"
-
-
-def format_number(value: float, spec: str = ".2f") -> str:
-    """``value`` in the format ``spec`` (``+.2f`` for differences, ``.1e`` for
-    equivariance errors); ``–`` when missing."""
-    return "–" if is_missing(value) else format(value, spec)
-
-
-def paper_delta_text(cell: dict | pd.Series) -> str:
-    """The Δ cell: ours - paper when the recipe is the paper preset, else which keys differ."""
-    keys = cell["paper_recipe_keys"]
-    if is_missing(keys):
-        return "–"
-    if keys:
-        return "recipe ≠ paper: " + short_difference(keys.split(", ") if not keys.startswith("(") else [keys])
-    return format_number(cell["diff_vs_paper"], "+.2f")
-
-
-def has_variants(table: pd.DataFrame) -> bool:
-    """Whether any row of ``table`` is a variant (so the table needs a Variant column)."""
-    return table["variant"].fillna("").astype(bool).any()
-
-
-@dataclass
-class Section:
-    """One data set's table in the paper's layout: ``header`` and ``rows`` of display strings."""
-
-    data: str
-    header: list[str]
-    rows: list[list[str]]
-    sizes: list
-
-
-def _condition_cells(cell: pd.DataFrame | None, with_paper: bool) -> list[str]:
-    if cell is None:
-        return ["–"] * (4 if with_paper else 2)
-    cell = cell.iloc[0]
-    paper = [format_number(cell["paper_test_error"]), paper_delta_text(cell)] if with_paper else []
-    return [format_error(cell["test_error_mean"], cell["test_error_std"], cell["n"]), *paper,
-            format_number(cell["equivariance_error_mean"], ".1e")]
-
-
-def _section(data: str, section: pd.DataFrame) -> Section:
-    by_condition = group_rows(section, ("augment", "train_size"))
-    conditions = sorted(by_condition, key=lambda c: (rank(c[0], AUGMENT_ORDER), rank(c[1])))
-    sizes = list(dict.fromkeys(size for _, size in by_condition))
-    show_size = any(size is not None for size in sizes)
-    has_paper = {c: by_condition[c]["paper_test_error"].notna().any() for c in conditions}
-    any_paper_params, any_variant = section["paper_params"].notna().any(), has_variants(section)
-    header = ["Network", "Group", "Budget"] + (["Variant"] if any_variant else []) + ["Params"] \
-        + (["Params (paper)"] if any_paper_params else [])
-    for condition in conditions:
-        label = column_label(data, *condition, show_size=show_size)
-        header += [label] + ([f"{label} paper", f"{label} Δ"] if has_paper[condition] else []) \
-            + [f"{label} equiv."]
-    rows = []
-    by_row = sort_cells(section, (*ROW_FIELDS, "augment", "train_size"))
-    for (model, group, budget, variant), row_cells in group_rows(by_row, ROW_FIELDS).items():
-        row = [network_name(model), str(group), str(budget)] + ([variant or "–"] if any_variant else []) \
-            + [format_params(row_cells["params"].iloc[0])]
-        if any_paper_params:
-            row.append(format_params(next(iter(row_cells["paper_params"].dropna()), None)))
-        cells = group_rows(row_cells, ("augment", "train_size"))
-        for condition in conditions:
-            row += _condition_cells(cells.get(condition), has_paper[condition])
-        rows.append(row)
-    return Section(data=data, header=header, rows=rows, sizes=sizes)
-
-
-def wide_sections(summary: pd.DataFrame) -> list[Section]:
-    """One :class:`Section` per data set, rows network/group/budget/variant in the paper's order."""
-    return [_section(data, section) for (data,), section in group_rows(summary, ("data_label",)).items()]
-
-
 def _error_at(curve: pd.DataFrame, fraction: float) -> float:
-    """Mean test error at the last logged epoch <= ``fraction`` of the run's length."""
+    """Test error at the last logged epoch <= ``fraction`` of the run's length."""
     cutoff = max(1, round(int(curve["epoch"].max()) * fraction))
     return float(curve[curve["epoch"] <= cutoff]["test_error"].iloc[-1])
 
 
 def convergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per panel (network, data, augmentation, training-set size, budget, variant) and
-    group: mean test error over seeds at 25 %, 50 % and 100 % of training, and the first
-    epoch at which the mean curve is at or below the z2 network's final mean test error
-    (``"never"`` when it does not get there, ``None`` when the panel has no z2 runs)."""
+    """Per panel and group: mean test error over seeds at 25 %, 50 % and 100 % of training, and the
+    first epoch at which the mean curve is at or below the z2 network's final mean error (``"never"``;
+    None when the panel has no z2 runs)."""
     columns = [*PANEL_FIELDS, "group", "epochs", "error_at_25pct", "error_at_50pct", "error_final",
                "first_epoch_at_z2_final"]
     if curves.empty:
@@ -247,8 +131,7 @@ def convergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for panel, panel_curves in group_rows(mean, PANEL_FIELDS).items():
         by_group = group_rows(panel_curves, ("group",))
-        z2 = by_group.get(("z2",))
-        z2_final = z2["test_error"].iloc[-1] if z2 is not None else None
+        z2_final = by_group[("z2",)]["test_error"].iloc[-1] if ("z2",) in by_group else None
         for (group,), curve in sorted(by_group.items(), key=lambda item: rank(item[0][0], GROUP_ORDER)):
             reached = None
             if z2_final is not None:
@@ -260,3 +143,108 @@ def convergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
     for column in ("train_size", "first_epoch_at_z2_final"):
         summary[column] = as_object(summary[column])
     return sort_cells(summary, ("model", "data_label", "augment", "train_size", "budget", "variant", "group"))
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Where an error curve reaches a target: ``between``, ``at_smallest`` or ``not_reached`` (``size`` None)."""
+
+    kind: str
+    size: float | None
+
+
+def crossing_size(sizes: Sequence[float], errors: Sequence[float], target: float) -> Crossing:
+    """The first training-set size, from the smallest up, at which the error reaches ``target``:
+    interpolated between the two sizes that bracket it, linear in error, on a log scale of size."""
+    points = sorted(zip(sizes, errors))
+    if points and points[0][1] <= target:
+        return Crossing("at_smallest", float(points[0][0]))
+    for (s0, e0), (s1, e1) in zip(points, points[1:]):
+        if e1 <= target:
+            fraction = (e0 - target) / (e0 - e1)
+            return Crossing("between", math.exp(math.log(s0) + fraction * (math.log(s1) - math.log(s0))))
+    return Crossing("not_reached", None)
+
+
+def _images(cell: pd.Series) -> float | None:
+    """Training images of a cell: the recorded ``n_train``, else the subset size."""
+    for key in ("n_train", "train_size"):
+        if not is_missing(cell.get(key)):
+            return float(cell[key])
+    return None
+
+
+def _efficiency_text(group: str, crossing: Crossing, full: float | None, curve: pd.DataFrame) -> str:
+    """``p4 needs 0.30x the data (1500 of 5000 images)`` and the honest variants."""
+    if crossing.kind == "not_reached":
+        best = curve.loc[curve["test_error_mean"].idxmin()]
+        return f"not reached (lowest {best['test_error_mean']:.2f}% at {_images(best):.0f} images)"
+    bound = "≤ " if crossing.kind == "at_smallest" else ""
+    fraction = f"{bound}{crossing.size / full:.2f}x the data" if full else "? of the data"
+    of_full = f" of {full:.0f}" if full else ""
+    note = "; already below at the smallest size tried" if crossing.kind == "at_smallest" else ""
+    return f"{group} needs {fraction} ({bound}{crossing.size:.0f}{of_full} images{note})"
+
+
+def data_efficiency(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per G-CNN curve (two or more sizes) whose family has a full-data z2 cell: the size at which it
+    reaches z2's full-data error (:func:`crossing_size`), as a fraction of the full set, and in words."""
+    columns = [*FAMILY_FIELDS, "group", "z2_full_error", "full_size", "sizes", "crossing",
+               "size_at_z2_full_error", "fraction_of_full", "text"]
+    rows = []
+    for _, family in summary.groupby(list(FAMILY_FIELDS), dropna=False, sort=False):
+        z2_full = family[(family["group"] == "z2") & family["train_size"].map(is_missing)]
+        if len(z2_full) != 1:
+            continue
+        target, full = float(z2_full["test_error_mean"].iloc[0]), _images(z2_full.iloc[0])
+        for group, curve in family[family["group"] != "z2"].groupby("group", sort=False):
+            sizes = [_images(cell) for _, cell in curve.iterrows()]
+            if len(curve) < 2 or None in sizes:
+                continue
+            crossing = crossing_size(sizes, list(curve["test_error_mean"]), target)
+            rows.append({**{key: curve.iloc[0][key] for key in FAMILY_FIELDS}, "group": group, "z2_full_error": target,
+                         "full_size": full, "sizes": ",".join(f"{s:.0f}" for s in sorted(sizes)),
+                         "crossing": crossing.kind, "size_at_z2_full_error": crossing.size,
+                         "fraction_of_full": crossing.size / full if crossing.size and full else math.nan,
+                         "text": _efficiency_text(group, crossing, full, curve)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _transform_order(kind: str, name: str) -> float:
+    if kind == "p4m":
+        return float(P4M_ELEMENTS.index(name)) if name in P4M_ELEMENTS else math.inf
+    try:
+        return float(name)
+    except ValueError:
+        return math.inf
+
+
+def robustness_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, kind, transformation) of ``result.json["robustness"]`` (the error per p4m element
+    and, for digits, per 15-degree rotation), with ``order`` = position on the x axis."""
+    rows = []
+    for run in runs.to_dict("records"):
+        measured = run.get("robustness") if isinstance(run.get("robustness"), dict) else {}
+        for kind, errors in measured.items():
+            for name, error in errors.items() if isinstance(errors, dict) else ():
+                if isinstance(error, bool) or not isinstance(error, (int, float)):
+                    continue  # not measured
+                rows.append({**{key: run[key] for key in CELL_FIELDS}, "path": run["path"], "seed": run["seed"],
+                             "kind": kind, "transform": str(name), "order": _transform_order(kind, str(name)),
+                             "test_error": float(error)})
+    frame = pd.DataFrame(rows, columns=[*CELL_FIELDS, "path", "seed", "kind", "transform", "order", "test_error"])
+    frame["train_size"] = as_object(frame["train_size"])  # 100, not 100.0, beside full-set (None) runs
+    return frame
+
+
+def robustness_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per cell, kind and transformation: ``n``, ``mean``, ``std``, ``min`` and ``max`` over seeds."""
+    long = robustness_runs(runs)
+    columns = [*CELL_FIELDS, "kind", "transform", "order", "n", "mean", "std", "min", "max"]
+    if long.empty:
+        return pd.DataFrame(columns=columns)
+    stats = long.groupby(["recipe", "kind", "transform", "order"])["test_error"] \
+        .agg(n="count", mean="mean", std="std", min="min", max="max").reset_index()
+    fields = long.drop_duplicates("recipe").set_index("recipe")[[f for f in CELL_FIELDS if f != "recipe"]]
+    table = stats.join(fields, on="recipe")[columns].sort_values(["kind", "order"], kind="stable")
+    return sort_cells(table.reset_index(drop=True))

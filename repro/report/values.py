@@ -1,8 +1,5 @@
-"""Missing values, sort order and grouping shared by the report's tables and figures.
-
-pandas turns ``None`` into NaN and whole numbers into floats; these helpers treat
-both as the values they stand for.
-"""
+"""Missing values, sort order and grouping for the report; pandas turns None into NaN and
+whole numbers into floats, and these helpers treat both as the values they stand for."""
 from __future__ import annotations
 
 import math
@@ -29,8 +26,7 @@ def as_object(column: pd.Series) -> pd.Series:
 
 
 def rank(value: Any, preferred: Sequence = ()) -> tuple:
-    """Sort key: ``preferred`` values in their order, then numbers (numerically), then
-    text, then missing values."""
+    """Sort key: ``preferred`` values in their order, then numbers, then text, then missing values."""
     if is_missing(value):
         return (2, 0.0, "")
     if value in preferred:
@@ -41,11 +37,9 @@ def rank(value: Any, preferred: Sequence = ()) -> tuple:
 
 
 def group_rows(table: pd.DataFrame, key: Sequence[str]) -> dict[tuple, pd.DataFrame]:
-    """Rows of ``table`` grouped by the columns ``key`` in first-seen order; missing
-    values in a key are None (pandas' groupby would drop them or tell NaN from None)."""
-    keys = [tuple(None if is_missing(v) else v for v in row)
-            for row in table[list(key)].itertuples(index=False, name=None)]
+    """Rows of ``table`` grouped by the columns ``key`` in first-seen order, missing key values as None
+    (pandas' groupby would drop them or tell NaN from None)."""
     positions: dict[tuple, list[int]] = {}
-    for position, cell in enumerate(keys):
-        positions.setdefault(cell, []).append(position)
+    for position, row in enumerate(table[list(key)].itertuples(index=False, name=None)):
+        positions.setdefault(tuple(None if is_missing(v) else v for v in row), []).append(position)
     return {cell: table.iloc[rows] for cell, rows in positions.items()}
