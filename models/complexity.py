@@ -1,7 +1,5 @@
-"""What a model costs and how invariant it is: parameters, multiply-accumulates,
-and the relative deviation of its logits under the group's transformations
-(the model table is written by ``scripts/models.py``).
-"""
+"""What a model costs and how invariant it is: parameters, multiply-accumulates, and the
+relative deviation of its logits under the group (the table is ``scripts/models.py``)."""
 from __future__ import annotations
 
 import contextlib
@@ -20,35 +18,19 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _conv_macs(module: nn.Module, output: Tensor) -> int:
-    """MACs of one image through a G-conv or a plain conv: ``C_out*G * C_in*G_in * k*k * H'*W'``."""
-    if isinstance(module, (gcnn.LiftingConv2d, gcnn.GroupConv2d)):
-        c_out, c_in = module.out_channels * module.group.order, module.in_channels * module.in_order
-        taps = module.kernel_size ** 2
-    else:
-        c_out, c_in = module.out_channels, module.in_channels // module.groups
-        taps = module.kernel_size[0] * module.kernel_size[1]
-    return c_out * c_in * taps * output.shape[-2] * output.shape[-1]
-
-
 @torch.no_grad()
 def count_macs(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) -> int:
-    """Multiply-accumulates for ONE image of shape ``input_shape = (C, H, W)``.
-
-    Counts convolutions (lifting and group convs with their group expansion,
-    ``C_out*G * C_in*G_in * k*k * H_out*W_out``, and plain ``nn.Conv2d``) and
-    ``nn.Linear`` (``in * out``); batch norm, ReLU, pooling, dropout and the
-    residual additions are ignored. Runs one forward pass in eval mode on a
-    ``(1, *input_shape)`` zero tensor and restores the training flag.
-    """
+    """Multiply-accumulates for ONE image of shape ``input_shape = (C, H, W)``: convolutions
+    with their group expansion (``C_out*G * C_in*G_in * k*k * H_out*W_out``) and ``nn.Linear``
+    (``in * out``); batch norm, ReLU, pooling, dropout and residual additions are not counted.
+    Runs one forward pass on zeros in eval mode, then restores every module's mode."""
     total = 0
 
     def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         nonlocal total
-        if isinstance(module, nn.Linear):
-            total += module.in_features * module.out_features
-        else:
-            total += _conv_macs(module, output)
+        # every output value is one dot product with a filter: weight[0] is one output channel's
+        # filter (C_in*G_in*k*k for G-convs, C_in/groups*k*k for nn.Conv2d, in_features for nn.Linear)
+        total += output[0].numel() * module.weight[0].numel()
 
     counted = (gcnn.LiftingConv2d, gcnn.GroupConv2d, nn.Conv2d, nn.Linear)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, counted)]
@@ -78,15 +60,10 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
 
 def invariance_error(model: nn.Module, images: Tensor, group: str | gcnn.Group | None = None,
                      batch_size: int | None = None) -> float:
-    """Mean over images of ``max_g |f(g x) - f(x)|_inf / |f(x)|_inf``: the logits'
-    :func:`gcnn.equivariance_error` (``invariant=True``, ``reduction="mean"``).
-
-    ``images``: ``(N, C, H, W)``, fed ``batch_size`` at a time (default: all);
-    ``g`` runs over every element of ``group`` (default: ``model.group``). The model
-    runs as given: put it in eval mode (and float64 for round-off ~1e-16) first.
-    """
+    """Mean over ``images`` ``(N, C, H, W)`` of ``max_g |f(g x) - f(x)|_inf / |f(x)|_inf``, ``g`` over
+    ``group`` (default ``model.group``), fed ``batch_size`` at a time (default: all). The model runs as
+    given: put it in eval mode (and float64 for round-off ~1e-16) first."""
     group = gcnn.get_group(group if group is not None else model.group)
-    chunks = images.split(batch_size or len(images))
     total = sum(gcnn.equivariance_error(model, chunk, group, invariant=True, reduction="mean") * len(chunk)
-                for chunk in chunks)
+                for chunk in images.split(batch_size or len(images)))
     return total / len(images)

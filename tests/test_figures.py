@@ -144,12 +144,10 @@ def test_a_map_off_the_diagram_is_an_error(frames):
         equivariance_residual(broken)
 
 
-@pytest.mark.parametrize("kwargs, name", [({"group": "z2"}, "group"), ({"channel": 4}, "channel"),
-                                          ({"digit": 5000}, "digit")])
-def test_bad_arguments_name_the_value(kwargs, name):
-    group = kwargs.pop("group", "p4")
+@pytest.mark.parametrize("group, image_size, name", [("z2", 9, "group"), ("p4", 5, "image_size")])
+def test_bad_arguments_name_the_value(group, image_size, name):
     with pytest.raises(ValueError, match=f"{name}=.* is not valid; expected"):
-        equivariance_frames(group, image_size=9, **kwargs)
+        equivariance_frames(group, image_size=image_size)
 
 
 # --- the script -----------------------------------------------------------------------------
@@ -168,3 +166,8 @@ def test_script_rejects_an_unknown_group(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         load_script("figures").main(["--out", str(tmp_path), "--groups", "z2"])
     assert exit_info.value.code == 2
+
+
+def test_script_reports_a_bad_value_in_one_line(tmp_path, capsys):
+    code = load_script("figures").main(["--out", str(tmp_path), "--groups", "p4", "--image-size", "5"])
+    assert code == 2 and capsys.readouterr().err == "error: image_size=5 is not valid; expected an integer >= 8\n"
