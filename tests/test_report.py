@@ -54,7 +54,7 @@ def write_run(run_dir: Path, *, model: str = "allcnnc", group: str = "z2", augme
               data: str = "cifar10", train_size: int | None = None, seed: int = 0, epochs: int = 4,
               final: float = 10.0, equivariance: float = 0.5, finished: bool = True,
               epochs_done: int | None = None, status: str = "finished", mtime: float | None = None,
-              hydra_config: bool = False, overrides: dict | None = None, config: dict | None = None,
+              config_file: bool = False, overrides: dict | None = None, config: dict | None = None,
               robustness: dict | None = None) -> Path:
     """A run directory in the trainer's format: test error falls linearly from
     ``final + 3 * (epochs - 1)`` to ``final`` (%), train loss = test error / 10; the
@@ -69,11 +69,10 @@ def write_run(run_dir: Path, *, model: str = "allcnnc", group: str = "z2", augme
                                  "test_loss": error / 9, "test_error": error, "lr": 0.01,
                                  "epoch_time_s": 1.0, "images_per_s": 100.0}))
     (run_dir / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
-    if hydra_config:
-        (run_dir / ".hydra").mkdir(exist_ok=True)
-        (run_dir / ".hydra" / "config.yaml").write_text(
-            f"seed: {seed}\nepochs: {epochs}\nmodel:\n  name: {model}\ngroup:\n  name: {group}\n"
-            f"augment:\n  name: {augment}\ndata:\n  name: {data}\n  train_size: {train_size or 'null'}\n")
+    if config_file:  # what the trainer writes at its start
+        (run_dir / "config.json").write_text(json.dumps(
+            make_config(model=model, group=group, augment=augment, data=data, train_size=train_size,
+                        seed=seed, epochs=epochs, overrides=overrides)))
     if finished:
         config = config or make_config(model=model, group=group, augment=augment, data=data,
                                        train_size=train_size, seed=seed, epochs=epochs, overrides=overrides)
@@ -113,11 +112,11 @@ def sweep(tmp_path: Path) -> Path:
         write_run(root / f"p4m-none-{seed}", group="p4m", seed=seed, final=final, equivariance=1e-6)
     for seed, final in [(0, 7.0), (1, 9.0)]:
         write_run(tmp_path / "single" / f"z2-cf-{seed}", augment="crop_flip", seed=seed, final=final)
-    write_run(root / "crashed", group="p4", epochs=5, epochs_done=2, finished=False, hydra_config=True)
-    # Died before its first epoch: Hydra's saved config and nothing else.
-    (root / "died-early" / ".hydra").mkdir(parents=True)
-    (root / "died-early" / ".hydra" / "config.yaml").write_text("seed: 2\nepochs: 5\nmodel:\n  name: allcnnc\n"
-                                                              "group:\n  name: p4m\n")
+    write_run(root / "crashed", group="p4", epochs=5, epochs_done=2, finished=False, config_file=True)
+    # Died before its first epoch: the config the trainer wrote at its start and nothing else.
+    (root / "died-early").mkdir(parents=True)
+    (root / "died-early" / "config.json").write_text(json.dumps(make_config(model="allcnnc", group="p4m", seed=2,
+                                                                            epochs=5)))
     write_run(root / "failed", group="p4", seed=1, epochs=5, epochs_done=3, status="failed")
     # An older copy of z2/none/seed 0 with a different number: must not enter the average.
     write_run(root / "old-copy", seed=0, final=50.0, mtime=500_000)
@@ -415,8 +414,8 @@ def test_cifar_folders_are_named_by_format_and_do_not_collide(tmp_path):
 def test_a_job_that_died_before_epoch_1_is_listed_as_excluded(tmp_path):
     (tmp_path / "empty-metrics").mkdir()
     (tmp_path / "empty-metrics" / "metrics.jsonl").write_text("")
-    (tmp_path / "hydra-only" / ".hydra").mkdir(parents=True)
-    (tmp_path / "hydra-only" / ".hydra" / "config.yaml").write_text("seed: 0\nmodel:\n  name: rotmnist\n")
+    (tmp_path / "config-only").mkdir()
+    (tmp_path / "config-only" / "config.json").write_text(json.dumps(make_config(model="rotmnist")))
     build_report([tmp_path], tmp_path / "out")
     markdown = (tmp_path / "out" / "table.md").read_text()
     assert "## Excluded runs (2)" in markdown

@@ -199,6 +199,20 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch
 
 
 # ---------------------------------------------------------------- pieces
+def test_a_run_that_dies_in_its_first_epoch_is_listed_by_the_report(tmp_path, monkeypatch):
+    from repro.report import collect_runs
+
+    def die(self, epoch):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(Trainer, "run_epoch", die)
+    with pytest.raises(RuntimeError):
+        run(compose_config(tiny(tmp_path, "group=p4m", "seed=3")), run_dir=tmp_path / "runs" / "died")
+    excluded = collect_runs([tmp_path / "runs"]).excluded.iloc[0]
+    assert (excluded["group"], excluded["seed"]) == ("p4m", 3)
+    assert "before its first epoch ended" in excluded["reason"]
+
+
 def test_bn_recalibration_sets_running_stats_to_the_training_set_statistics(tmp_path):
     config = load_config(compose_config(tiny(tmp_path, "eval_batch_size=1000")))
 

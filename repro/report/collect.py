@@ -1,8 +1,8 @@
 """Find run directories (single runs and Hydra multirun folders, nested at any depth) and load them.
 
 A run directory holds ``metrics.jsonl`` (one JSON object per finished epoch) and, once training
-ended, ``result.json``; a job that died before its first epoch may leave only a checkpoint or
-Hydra's ``.hydra/config.yaml``. Every run lands either in ``runs`` (finished, kept) or in
+ended, ``result.json``; a job that died before its first epoch leaves only the ``config.json`` the
+trainer writes at its start. Every run lands either in ``runs`` (finished, kept) or in
 ``excluded`` (unfinished, crashed, corrupt, or an older duplicate), with the reason.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .values import as_object, rank
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
-HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+CONFIG_FILE = "config.json"  # the trainer writes it before the first epoch
 # Display fields of every run (excluded ones too); which runs are the same experiment is decided
 # by their identity (repro.report.recipe), not by these.
 RUN_FIELDS = ("model", "group", "augment", "data", "train_size", "seed", "epochs")
@@ -58,8 +58,8 @@ class RunCollection:
 
 
 def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Every directory at or below ``paths`` holding a result, metrics or checkpoint file or Hydra's
-    saved config, sorted; ValueError for a path that does not exist."""
+    """Every directory at or below ``paths`` holding a result, metrics, checkpoint or config file,
+    sorted; ValueError for a path that does not exist."""
     found: set[Path] = set()
     for raw in paths:
         root = Path(raw)
@@ -67,8 +67,7 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
             raise ValueError(f"path {str(raw)!r} does not exist; give run directories or sweep directories")
         for dirpath, dirnames, filenames in os.walk(root.parent if root.is_file() else root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            if ({RESULT_FILE, METRICS_FILE, CHECKPOINT_FILE} & set(filenames)
-                    or (Path(dirpath) / HYDRA_CONFIG).is_file()):
+            if {RESULT_FILE, METRICS_FILE, CHECKPOINT_FILE, CONFIG_FILE} & set(filenames):
                 found.add(Path(dirpath).resolve())
     return sorted(found)
 
@@ -126,14 +125,10 @@ def _read_result(run_dir: Path, messages: list[str]) -> tuple[dict | None, str |
 
 
 def _read_planned_config(run_dir: Path) -> dict:
-    """Display fields of a run without result.json, from Hydra's saved config if any."""
-    path = run_dir / HYDRA_CONFIG
-    if not path.exists():
-        return {}
+    """Display fields of a run without result.json, from the config the trainer wrote at its start."""
     try:
-        from omegaconf import OmegaConf
-        cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception:  # noqa: BLE001 - any unreadable config just leaves the fields unknown
+        cfg = json.loads((run_dir / CONFIG_FILE).read_text())
+    except (OSError, ValueError):  # missing or unreadable: the fields stay unknown
         return {}
     data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
     return {**{key: cfg.get(key) for key in RUN_FIELDS}, "train_size": data.get("train_size")}

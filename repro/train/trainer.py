@@ -1,5 +1,5 @@
 """The training loop shared by every model: :func:`setup` builds all run state as one
-:class:`RunState`, :meth:`Trainer.fit` is the loop. A run folder holds ``metrics.jsonl`` (a line
+:class:`RunState`, :meth:`Trainer.fit` is the loop. A run folder holds ``config.json``, ``metrics.jsonl`` (a line
 per epoch), ``checkpoint.pt`` (+ ``.prev.pt``) and ``result.json``, written atomically by rank 0."""
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ __all__ = ["run", "setup", "RunState", "Trainer", "default_run_dir", "read_resul
 
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
+CONFIG = "config.json"  # the recorded config, written at the start: the report names a run that dies early
 # checkpoint key -> the RunState attribute whose state_dict it holds
 STATEFUL = {"model": "module", "optimizer": "optimizer", "scheduler": "scheduler", "scaler": "scaler"}
 
@@ -169,6 +170,8 @@ class Trainer:
         seed_everything(self.config.seed)
         self.state = setup(self.config, self.ctx)
         done = self.restore(checkpoint) if checkpoint is not None else 0
+        if self.ctx.is_main:
+            write_json(self.run_dir / CONFIG, self.config_dict)
         self.announce(done)
         logger = self.make_logger()
         try:
