@@ -10,9 +10,6 @@ from torch import Tensor, nn
 
 import gcnn
 
-__all__ = ["count_parameters", "count_macs", "invariance_error", "evaluating"]
-
-
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (weights, biases, BN scale and shift; no BN running stats)."""
     return sum(p.numel() for p in model.parameters())
@@ -36,9 +33,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) -> 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, counted)]
     try:
         with evaluating(model):
-            param = next(model.parameters(), None)
-            kwargs = {} if param is None else {"dtype": param.dtype, "device": param.device}
-            model(torch.zeros(1, *input_shape, **kwargs))
+            model(torch.zeros(1, *input_shape).to(next(model.parameters())))
     finally:
         for handle in handles:
             handle.remove()
@@ -58,12 +53,9 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
             module.train(training)
 
 
-def invariance_error(model: nn.Module, images: Tensor, group: str | gcnn.Group | None = None,
-                     batch_size: int | None = None) -> float:
+def invariance_error(model: nn.Module, images: Tensor, group: str | gcnn.Group | None = None) -> float:
     """Mean over ``images`` ``(N, C, H, W)`` of ``max_g |f(g x) - f(x)|_inf / |f(x)|_inf``, ``g`` over
-    ``group`` (default ``model.group``), fed ``batch_size`` at a time (default: all). The model runs as
-    given: put it in eval mode (and float64 for round-off ~1e-16) first."""
-    group = gcnn.get_group(group if group is not None else model.group)
-    total = sum(gcnn.equivariance_error(model, chunk, group, invariant=True, reduction="mean") * len(chunk)
-                for chunk in images.split(batch_size or len(images)))
-    return total / len(images)
+    ``group`` (default ``model.group``). The model runs as given: put it in eval mode (and float64 for
+    round-off ~1e-16) first."""
+    group = group if group is not None else model.group
+    return gcnn.equivariance_error(model, images, group, invariant=True, reduction="mean")

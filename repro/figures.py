@@ -23,12 +23,9 @@ from matplotlib.path import Path as MplPath
 from PIL import Image
 
 import gcnn
-from gcnn.validation import check_choice, check_int, invalid
+from gcnn.validation import check_choice, check_int
 from repro.data.digits import place_in_canvas
 from repro.io import atomic_write
-
-__all__ = ["FIGURE_GROUPS", "Panel", "Frame", "cayley_layout", "element_label",
-           "element_description", "equivariance_frames", "equivariance_residual", "write_equivariance_figures"]
 
 FIGURE_GROUPS = ("p4", "p4m")
 DIGIT = 7                  # index into sklearn's digits: a "7" (no rotation or mirror symmetry)
@@ -40,38 +37,24 @@ LAW_TOLERANCE = 1e-6       # write_equivariance_figures refuses to draw maps fur
 DPI = 110
 ROTATION_COLOR, MIRROR_COLOR, TRACK_COLOR = "#333333", "#009E73", "#E69F00"
 MAP_CMAP, IMAGE_CMAP = "RdBu_r", "gray_r"
-_SUPERSCRIPT = {2: "\u00b2", 3: "\u00b3"}
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One layer's maps for one channel: ``maps[i]`` (float64 ``(H, W)``) is drawn centred at ``positions[i]``."""
-
-    title: str
-    maps: np.ndarray       # (order, H, W)
-    positions: np.ndarray  # (order, 2), diagram coordinates (x, y)
+LAYERS = ("lifting layer (channel 0)", "group conv layer (channel 0)")  # the column titles of Frame.maps
 
 
 @dataclass(frozen=True)
 class Frame:
-    """What one picture shows: the input ``g x`` (``element`` = ``g``) and the layers' panels."""
+    """What one picture shows: the input ``g x`` (``element`` = ``g``) and, per layer of ``LAYERS``, channel 0's
+    maps ``(order, H, W)`` (float64), map ``h`` drawn at node ``h`` of :func:`cayley_layout`."""
 
     group: str
     element: int
     image: np.ndarray      # (H, W)
-    panels: tuple[Panel, ...]
-
-
-def _figure_group(group: str | gcnn.Group) -> gcnn.Group:
-    name = group.name if isinstance(group, gcnn.Group) else group
-    return gcnn.get_group(check_choice("group", name, FIGURE_GROUPS))
+    maps: tuple[np.ndarray, ...]
 
 
 def element_label(group: str | gcnn.Group, g: int) -> str:
     """``"e"``, ``"r"``, ``"r²"``, ``"r³"``, ``"m"``, ``"mr"``, ... for element index ``g``."""
     m, r = gcnn.get_group(group).elements[g]
-    rotation = "" if r == 0 else "r" + _SUPERSCRIPT.get(r, "")
-    return ("m" if m else "") + rotation or "e"
+    return ("m" if m else "") + ("", "r", "r\u00b2", "r\u00b3")[r] or "e"
 
 
 def element_description(group: str | gcnn.Group, g: int) -> str:
@@ -84,40 +67,29 @@ def element_description(group: str | gcnn.Group, g: int) -> str:
 
 def cayley_layout(group: str | gcnn.Group) -> np.ndarray:
     """Node position ``(x, y)`` of each element, ``(order, 2)``: ``(m, r)`` at angle ``(-1)^m * 90° * r``."""
-    polar = [(RADII[m], (-1) ** m * r * math.pi / 2) for m, r in _figure_group(group).elements]
+    polar = [(RADII[m], (-1) ** m * r * math.pi / 2) for m, r in gcnn.get_group(group).elements]
     return np.array([[radius * math.cos(a), radius * math.sin(a)] for radius, a in polar])
 
 
 @torch.no_grad()
-def equivariance_frames(group: str | gcnn.Group, image_size: int = DEFAULT_IMAGE_SIZE) -> list[Frame]:
+def equivariance_frames(group: str, image_size: int = DEFAULT_IMAGE_SIZE) -> list[Frame]:
     """One :class:`Frame` per element ``g`` (index order, ``e`` first): a seeded float64 lifting layer
     ``1 -> 4`` and group layer ``4 -> 4`` (5x5, stride 1, symmetric padding: exactly equivariant) run on
     ``g x``, ``x`` being a digit placed like the project's data; channel 0's map at index ``h`` is at node ``h``."""
     from sklearn.datasets import load_digits
-    G = _figure_group(group)
+    G = gcnn.get_group(check_choice("group", group, FIGURE_GROUPS))
     digit = torch.as_tensor(load_digits().images[DIGIT], dtype=torch.float64)[None, None] / 16.0
     image = place_in_canvas(digit, check_int("image_size", image_size, 8))
     torch.manual_seed(SEED)
     lift = gcnn.LiftingConv2d(1, 4, 5, group=G, padding=2).double().eval()
     conv = gcnn.GroupConv2d(4, 4, 5, group=G, padding=2).double().eval()
-    positions = cayley_layout(G)
     frames = []
     for g in range(G.order):
         x = G.transform_image(image, g)
         lifted = lift(x)
         grouped = conv(torch.relu(lifted))
-        panels = (Panel("lifting layer (channel 0)", lifted[0, 0].numpy(), positions),
-                  Panel("group conv layer (channel 0)", grouped[0, 0].numpy(), positions))
-        frames.append(Frame(G.name, g, x[0, 0].numpy(), panels))
+        frames.append(Frame(G.name, g, x[0, 0].numpy(), (lifted[0, 0].numpy(), grouped[0, 0].numpy())))
     return frames
-
-
-def _maps_by_node(panel: Panel, layout: np.ndarray) -> np.ndarray:
-    """``panel``'s maps reordered so that entry ``n`` is the map drawn at node ``n``."""
-    at_node = np.linalg.norm(panel.positions[:, None] - layout[None], axis=-1) < 1e-9  # (maps, nodes)
-    if not (at_node.sum(axis=0) == 1).all() or not (at_node.sum(axis=1) == 1).all():
-        raise invalid("positions", panel.positions.round(3).tolist(), "one map on each node of the Cayley diagram")
-    return panel.maps[at_node.argmax(axis=0)]
 
 
 def _deviation(got: np.ndarray, source: np.ndarray, G: gcnn.Group, g: int) -> float:
@@ -130,22 +102,20 @@ def equivariance_residual(frames: Sequence[Frame]) -> float:
     """Largest relative deviation of the drawn arrays from the law ``D_g[n] = g . D_e[g^-1 n]``
     (``D_g[n]``: the map drawn at node ``n`` in frame ``g``) and of the inputs from ``g . x``.
     ~1e-16 means every map is where the law says; a misplaced or untransformed map gives order 1."""
-    G = _figure_group(frames[0].group)
+    G = gcnn.get_group(frames[0].group)
     base = next(f for f in frames if f.element == 0)
-    layout = cayley_layout(G)
     worst = 0.0
     for frame in frames:
         g = frame.element
         worst = max(worst, _deviation(frame.image, base.image, G, g))
         to_source = G.cayley[G.inverse[g]].numpy()  # node n -> node g^-1 n
-        for panel, base_panel in zip(frame.panels, base.panels, strict=True):
-            source = _maps_by_node(base_panel, layout)[to_source]
-            worst = max(worst, _deviation(_maps_by_node(panel, layout), source, G, g))
+        for maps, base_maps in zip(frame.maps, base.maps, strict=True):
+            worst = max(worst, _deviation(maps, base_maps[to_source], G, g))
     return worst
 
 
-def _draw_diagram(ax: Axes, frame: Frame, panel: Panel, vmax: float) -> None:
-    """Edges, node labels and the panel's maps; the map that sat at ``e`` for ``x`` is outlined."""
+def _draw_diagram(ax: Axes, frame: Frame, maps: np.ndarray, vmax: float) -> None:
+    """Edges, node labels and one layer's ``maps``; the map that sat at ``e`` for ``x`` is outlined."""
     G = gcnn.get_group(frame.group)
     layout = cayley_layout(G)
     half = MAP_SIZE / 2
@@ -171,8 +141,8 @@ def _draw_diagram(ax: Axes, frame: Frame, panel: Panel, vmax: float) -> None:
         ax.text(lx, ly, element_label(G, h), ha="center", va="center", fontsize=10, fontweight="bold",
                 color="#222222")
     tracked = layout[int(G.cayley[frame.element, 0])]  # node g: where the map from node e goes
-    for i, (x, y) in enumerate(panel.positions):
-        ax.imshow(panel.maps[i], cmap=MAP_CMAP, vmin=-vmax, vmax=vmax, interpolation="nearest",
+    for (x, y), image in zip(layout, maps, strict=True):
+        ax.imshow(image, cmap=MAP_CMAP, vmin=-vmax, vmax=vmax, interpolation="nearest",
                   extent=(x - half, x + half, y - half, y + half), zorder=2)
         outline = np.allclose([x, y], tracked)
         ax.add_patch(Rectangle((x - half, y - half), MAP_SIZE, MAP_SIZE, fill=False, zorder=3,
@@ -186,8 +156,7 @@ def _figure(frames: Sequence[Frame], rows: Sequence[Frame], title: str) -> Figur
     """One row per frame of ``rows``: the input and a Cayley diagram per layer. Each layer has one colour
     scale over all ``frames``, saturating the top 0.5% of |values|."""
     G = gcnn.get_group(frames[0].group)
-    vmaxes = [float(np.percentile(np.abs([f.panels[j].maps for f in frames]), 99.5)) or 1.0
-              for j in range(len(frames[0].panels))]
+    vmaxes = [float(np.percentile(np.abs([f.maps[j] for f in frames]), 99.5)) or 1.0 for j in range(len(LAYERS))]
     height = 4.6 if G.mirrors else 3.8
     top = 0.3 + 0.22 * (title.count("\n") + 1)  # inches for the title lines and the column titles
     fig = Figure(figsize=(2.4 + height * len(vmaxes), height * len(rows) + top + 0.45))
@@ -199,9 +168,9 @@ def _figure(frames: Sequence[Frame], rows: Sequence[Frame], title: str) -> Figur
         image_ax.set(xticks=[], yticks=[])
         name = "x" if frame.element == 0 else f"{element_label(G, frame.element)}\u00b7x"
         image_ax.set_xlabel(f"input {name}\n({element_description(G, frame.element)})", fontsize=10)
-        for ax, panel, vmax in zip(diagram_axes, frame.panels, vmaxes, strict=True):
-            _draw_diagram(ax, frame, panel, vmax)
-    for ax, column in zip(axes[0], ["input"] + [panel.title for panel in rows[0].panels]):
+        for ax, maps, vmax in zip(diagram_axes, frame.maps, vmaxes, strict=True):
+            _draw_diagram(ax, frame, maps, vmax)
+    for ax, column in zip(axes[0], ("input", *LAYERS)):
         ax.set_title(column, fontsize=11.5)
     fig.suptitle(title, fontsize=12.5, y=1 - 0.08 / fig.get_figheight(), va="top")
     handles = [Line2D([], [], color=ROTATION_COLOR, marker=">", lw=1.2, label="h \u2192 hr (rotation r)")]

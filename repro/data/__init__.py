@@ -14,8 +14,7 @@ import torch
 
 from gcnn.validation import check_choice, check_int, invalid
 from repro.data.augment import AUGMENT_NAMES, build_augment
-from repro.data.cifar import load_cifar
-from repro.data.cifar_format import CIFAR_FORMATS, write_cifar_folder
+from repro.data.cifar_format import CIFAR_FORMATS, load_cifar, write_cifar_folder
 from repro.data.digits import load_digits_rot
 from repro.data.errors import DataError
 from repro.data.preprocess import PREPROCESS_NAMES, fit_preprocessor
@@ -53,10 +52,7 @@ class DataConfig:
 
     @classmethod
     def from_mapping(cls, cfg: "DataConfig | Mapping[str, Any]") -> "DataConfig":
-        """A validated ``DataConfig`` from itself, a dict or an OmegaConf ``DictConfig``."""
-        if type(cfg).__name__ == "DictConfig":  # OmegaConf (imported only when given): resolve ${oc.env:...}
-            from omegaconf import OmegaConf
-            cfg = OmegaConf.to_container(cfg, resolve=True)
+        """A validated ``DataConfig`` from itself or a mapping (an OmegaConf ``DictConfig`` resolves on access)."""
         if not isinstance(cfg, DataConfig):
             known = [f.name for f in fields(cls)]
             unknown = sorted(set(cfg) - set(known))
@@ -68,11 +64,9 @@ class DataConfig:
     def validate(self) -> "DataConfig":
         """Raise ``ValueError`` (one line naming the value and what is valid) on a bad field,
         :class:`DataError` when ``root`` cannot hold the data; return ``self``."""
-        check_choice("data.name", self.name, DATASET_NAMES)
-        check_choice("data.preprocess", self.preprocess, PREPROCESS_NAMES)
-        check_choice("data.format", self.format, CIFAR_FORMATS)
-        for key in ("download", "verify_checksums"):
-            check_choice(f"data.{key}", getattr(self, key), [True, False])
+        for key, choices in (("name", DATASET_NAMES), ("preprocess", PREPROCESS_NAMES), ("format", CIFAR_FORMATS),
+                             ("download", [True, False]), ("verify_checksums", [True, False])):
+            check_choice(f"data.{key}", getattr(self, key), choices)
         if self.train_size is not None:
             check_int("data.train_size", self.train_size, minimum=1)
         for key, minimum in (("val_size", 0), ("image_size", 4), ("seed", 0)):
@@ -106,17 +100,9 @@ class DataBundle:
     val_y: torch.Tensor | None = field(repr=False)
     num_classes: int
     in_channels: int
-    image_size: int
     name: str
     classes: list[str] = field(repr=False)
     zca_shrinkage: float | None = None  # the fitted ZCA's alpha (0: the reference fit)
-
-    def summary(self) -> str:
-        """One line: name, split sizes and image shape."""
-        val = 0 if self.val_y is None else len(self.val_y)
-        return (f"{self.name}: {len(self.train_y)} train / {val} val / {len(self.test_y)} test, "
-                f"{self.in_channels}x{self.image_size}x{self.image_size}, "
-                f"{self.num_classes} classes")
 
 
 def _absolute(root: str | Path) -> Path:
@@ -151,15 +137,14 @@ def build_data(cfg: DataConfig | Mapping) -> DataBundle:
     return DataBundle(
         train_x=prep.apply(train_subset), train_y=train_y[train_idx],
         test_x=prep.apply(test_x), test_y=test_y, val_x=val[0], val_y=val[1],
-        num_classes=len(classes), in_channels=train_x.shape[1], image_size=train_x.shape[-1],
+        num_classes=len(classes), in_channels=train_x.shape[1],
         name=cfg.name, classes=classes, zca_shrinkage=prep.shrinkage)
 
 
 def _split_indices(cfg: DataConfig, labels: torch.Tensor, num_classes: int,
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(train, val)`` indices into the training set: a balanced validation split of
-    ``val_size`` (``None`` if 0), then a balanced ``train_size`` subset of the rest.
-    A size the data cannot give is a :class:`DataError` naming the split."""
+    """``(train, val)`` indices into the training set: a balanced ``val_size`` split (``None`` if 0), then a
+    balanced ``train_size`` subset of the rest; a size the data cannot give is a :class:`DataError` naming it."""
     train_idx, val_idx = torch.arange(len(labels)), None
     pool = f"the {len(labels)} training images of {cfg.name}"
     if cfg.val_size:

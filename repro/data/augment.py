@@ -5,9 +5,6 @@
   it left-right with probability 1/2.
 * ``rot_flip``: the same shifts, then a uniformly random element of D4 (``p4m``: rotations by
   multiples of 90 degrees, optionally mirrored). Needs square images.
-
-Draws come from ``generator`` (on its own device, moved to the batch's), so a seeded
-generator makes the output reproducible; ``None`` uses torch's default one.
 """
 from __future__ import annotations
 
@@ -22,7 +19,8 @@ AUGMENT_NAMES = ("none", "crop_flip", "rot_flip")
 
 
 def build_augment(name: str, pad: int = 2) -> Callable[..., torch.Tensor]:
-    """The augmentation ``f(x, generator=None) -> x'`` named ``name``; ``x`` ``(B, C, H, W)``."""
+    """The augmentation ``f(x, generator=None) -> x'`` named ``name``; ``x`` ``(B, C, H, W)``. Draws come from
+    ``generator`` (on its own device, moved to the batch's; ``None``: torch's default), so a seeded one reproduces."""
     check_choice("augment.name", name, AUGMENT_NAMES)
     check_int("augment.pad", pad, minimum=0)
 

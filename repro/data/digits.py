@@ -43,7 +43,7 @@ def load_digits_rot(image_size: int = 16, seed: int = 0) -> tuple[torch.Tensor, 
     gen = torch.Generator().manual_seed(seed)
     angles = torch.rand(len(images), generator=gen, dtype=torch.float64) * (2 * math.pi)
     images = rotate_images(images, angles).clamp(0.0, 1.0)
-    train, test = digits_split(labels)
+    test, train = split_off_balanced(labels, DIGITS_TRAIN_SIZE, 10, seed=0)  # fixed, whatever the seed
     return images[train], labels[train], images[test], labels[test], [str(d) for d in range(10)]
 
 
@@ -54,10 +54,3 @@ def place_in_canvas(images: torch.Tensor, image_size: int) -> torch.Tensor:
     inner = image_size - 2 * margin
     scaled = F.interpolate(images, size=(inner, inner), mode="bilinear", align_corners=False)
     return F.pad(scaled, (margin, margin, margin, margin))
-
-
-def digits_split(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed ``(train, test)`` sorted indices into the 1797 digits: 100 training images
-    per class, the rest for testing."""
-    test, train = split_off_balanced(labels, DIGITS_TRAIN_SIZE, 10, seed=0)
-    return train, test

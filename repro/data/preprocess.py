@@ -1,16 +1,10 @@
 """Preprocessing fitted on the training images ``(N, C, H, W)`` in [0, 1], cached on disk.
 
-* ``zca`` (the reference code's): per-image contrast normalisation, then ZCA whitening
-  ``x -> (x - mu) W``, ``W = U diag(1 / sqrt(lambda' + eps)) U^T`` from the training
-  covariance ``S = U diag(lambda) U^T`` (float64, ``eps = 1e-5``), shrunk as
-  ``lambda' = (1 - alpha) lambda + alpha mean(lambda)`` with the smallest ``alpha`` whose
-  leave-one-out held-out RMS is at most ``ZCA_MAX_HELD_OUT_RATIO`` times the training RMS
-  (``alpha = 0``, the reference fit, where that already holds; README, "ZCA on a subset").
-* ``standardize``: per-channel mean and std. ``none``: the images as given.
-
-A fit is cached as ``<cache_dir>/<method>-<key>.pt`` (atomic write; ZCA in float32), ``key``
-hashing every input, so a changed input never reuses a stale fit; the ``CACHE_MAX_FITS`` most
-recently used fits of each method are kept.
+``zca`` (the reference code's): per-image contrast normalisation, then ZCA whitening, shrunk on
+small subsets (:func:`fit_zca`). ``standardize``: per-channel mean and std. ``none``: the images
+as given. A fit is cached as ``<cache_dir>/<method>-<key>.pt`` (atomic write; ZCA in float32),
+``key`` hashing every input, so a changed input never reuses a stale fit; the ``CACHE_MAX_FITS``
+most recently used fits of each method are kept.
 """
 from __future__ import annotations
 
@@ -66,16 +60,16 @@ def contrast_normalize(x: torch.Tensor) -> torch.Tensor:
     flat = x.reshape(len(x), -1).double()
     centred = flat - flat.mean(dim=1, keepdim=True)
     std = centred.pow(2).mean(dim=1, keepdim=True).sqrt()
-    centred = torch.where(std > 1e-8, centred, torch.zeros_like(centred))
-    std = torch.where(std > 1e-8, std, torch.ones_like(std))
-    return (centred / std).to(x.dtype).reshape(x.shape)
+    return torch.where(std > 1e-8, centred / std, 0.0).to(x.dtype).reshape(x.shape)
 
 
 def fit_zca(x: torch.Tensor, per_image: Callable[[torch.Tensor], torch.Tensor] | None = None,
             max_ratio: float = ZCA_MAX_HELD_OUT_RATIO) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """``(mean (D,), whitening (D, D), alpha)`` in float64: the ZCA of ``x`` ``(N, C, H, W)``
-    after ``per_image`` (e.g. :func:`contrast_normalize`), shrunk by :func:`zca_shrinkage`.
-    Two passes (mean, then centred covariance) in float64 chunks, on a GPU if there is one."""
+    """``(mean (D,), whitening (D, D), alpha)`` in float64: ZCA ``x -> (x - mu) W`` of ``x`` ``(N, C, H, W)``
+    after ``per_image`` (e.g. :func:`contrast_normalize`). ``W = U diag(1 / sqrt(lambda' + eps)) U^T`` from
+    the covariance ``U diag(lambda) U^T``, shrunk as ``lambda' = (1 - alpha) lambda + alpha mean(lambda)``
+    with ``alpha`` from :func:`zca_shrinkage` (0, the reference fit, where that already holds; README,
+    "ZCA on a subset"). Two passes (mean, then centred covariance) in float64 chunks, on a GPU if any."""
     flat = x.reshape(len(x), -1)
     device = _compute_device()
 
@@ -173,8 +167,7 @@ def _load(path: Path, method: str) -> Preprocessor | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        fitted = Preprocessor(method, state["mean"], state["transform"], state["shrinkage"],
-                              from_cache=True)
+        fitted = Preprocessor(method, state["mean"], state["transform"], state["shrinkage"], from_cache=True)
     except Exception as err:  # a corrupt cache is refitted, never fatal
         warnings.warn(f"ignoring unreadable preprocessing cache {path}: {err}")
         return None

@@ -48,6 +48,5 @@ def split_off_balanced(labels: torch.Tensor, size: int, num_classes: int, seed: 
     """``(kept, held_out)`` sorted indices: ``held_out`` is a balanced subset of ``size`` images
     (e.g. a validation split), ``kept`` the rest."""
     held_out = balanced_subset(labels, size, num_classes, seed, name, pool)
-    mask = torch.ones(len(labels), dtype=torch.bool)
-    mask[held_out] = False
-    return torch.nonzero(mask).flatten(), held_out
+    kept = torch.ones(len(labels), dtype=torch.bool).index_fill_(0, held_out, False)
+    return torch.nonzero(kept).flatten(), held_out
