@@ -76,14 +76,11 @@ def device_slug(device: torch.device) -> str:
 
 def git_commit(root: str | Path = REPO_ROOT) -> str | None:
     """``HEAD``'s hash, suffixed ``-dirty`` if tracked files changed; None outside git."""
+    command = ["git", "describe", "--always", "--dirty", "--abbrev=40", "--exclude=*"]  # no tag names
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return f"{commit}-dirty" if dirty else commit
 
 
 def describe_machine(device: torch.device, world_size: int = 1) -> dict[str, Any]:

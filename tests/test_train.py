@@ -12,10 +12,10 @@ import torch
 import models
 from repro.data.digits import rotate_images
 from repro.train import ConfigError, compose_config, load_config, run
-from repro.train.checkpoint import CHECKPOINT, PREVIOUS
 from repro.train.distributed import setup as dist_setup
 from repro.train.measure import P4M_ELEMENT_NAMES
 from repro.train.reproducible import epoch_batches, global_batches
+from repro.train.run_folder import CHECKPOINT, PREVIOUS
 from repro.train.trainer import Trainer, setup
 
 METRIC_KEYS = {"epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "epoch_time_s",

@@ -7,7 +7,8 @@ importing this package needs neither Hydra nor wandb.
 """
 from .config import ConfigError, TrainConfig, compose_config, config_groups, load_config, to_dict, validate
 from .measure import equivariance_group, measure_equivariance
-from .trainer import Trainer, default_run_dir, read_result, run
+from .run_folder import read_result
+from .trainer import Trainer, run
 
 __all__ = ["run", "Trainer", "TrainConfig", "ConfigError", "load_config", "validate", "to_dict", "compose_config",
-           "config_groups", "default_run_dir", "read_result", "equivariance_group", "measure_equivariance"]
+           "config_groups", "read_result", "equivariance_group", "measure_equivariance"]

@@ -1,11 +1,7 @@
 """The training configuration: composed by Hydra from ``configs/``, checked here, in one place.
-
-The choices of a config group are its YAML files. An option that builds an object (``optim``,
-``schedule``, ``logger``) names it with ``_target_``; its other keys are the target's keyword
-arguments, so adding an option is one YAML file. A bad value raises :class:`ConfigError`: one
-line naming the key, the value and what is expected. Also registers the run-folder resolvers
-of ``configs/train.yaml``: ``${run_name:...}`` and ``${identity:}``.
-"""
+The choices of a config group are its YAML files; an option that builds an object (``optim``,
+``schedule``, ``logger``) names it with ``_target_``, and its other keys are the target's keyword
+arguments. Also registers the run-folder resolvers ``${run_name:...}`` and ``${identity:}``."""
 from __future__ import annotations
 
 import dataclasses
@@ -42,31 +38,27 @@ class ConfigError(ValueError):
     """A bad configuration: the message is one line naming the value and the choices."""
 
 
-def config_groups(config_dir: Path = CONFIG_DIR) -> dict[str, list[str]]:
+def config_groups() -> dict[str, list[str]]:
     """``{group: [choices]}``: the YAML stems of every config group folder (``hydra`` aside)."""
     return {d.name: sorted(p.stem for p in d.glob("*.yaml"))
-            for d in sorted(Path(config_dir).iterdir()) if d.is_dir() and d.name != "hydra"}
+            for d in sorted(CONFIG_DIR.iterdir()) if d.is_dir() and d.name != "hydra"}
 
 
-def compose_config(overrides: Sequence[str] = (), config_dir: str | Path = CONFIG_DIR) -> Any:
+def compose_config(overrides: Sequence[str] = ()) -> Any:
     """``configs/train.yaml`` composed with ``overrides`` by Hydra's own compose API, as
     ``scripts/train.py`` does (a DictConfig without the ``hydra`` node), e.g.
     ``compose_config(["experiment=paper_resnet44", "group=p4m", "optim.lr=0.1"])``."""
     from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    config_dir = Path(config_dir).resolve()
-    groups = config_groups(config_dir)
+    groups = config_groups()
     try:
         for item in overrides:  # group=p5: one line naming the YAML files that exist
             key, sep, value = item.lstrip("+~").partition("=")
             if sep and key in groups and value not in ("null", "") and "," not in value:
                 check_choice(key, value, groups[key])
-        if GlobalHydra.instance().is_initialized():  # inside a @hydra.main app: same config tree
-            return compose("train", overrides=list(overrides))
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3", job_name="train"):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="train"):
             return compose("train", overrides=list(overrides))
     except (ValueError, HydraException, OmegaConfBaseException) as error:
         raise ConfigError(" ".join(str(error).split())) from None
@@ -153,18 +145,15 @@ def load_config(cfg: Any) -> TrainConfig:
 
 def _option_builder(section: str, values: Mapping[str, Any]) -> Callable[..., Any]:
     """The option's ``_target_`` (augmentations: :func:`repro.data.build_augment`, by name)."""
-    if "_target_" in values:
-        module_name, _, attr = str(values["_target_"]).rpartition(".")
-        try:
-            return getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError, ValueError):
-            raise ConfigError(f"{section}._target_={values['_target_']!r} is not valid; expected an "
-                              "importable callable such as 'torch.optim.SGD'") from None
     if section == "augment":
         from repro.data import build_augment
         return build_augment
-    raise ConfigError(f"{section}={values.get('name')!r} has no _target_; expected one in "
-                      f"configs/{section}/{values.get('name')}.yaml")
+    module_name, _, attr = str(values.get("_target_")).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"{section}._target_={values.get('_target_')!r} is not valid; expected an "
+                          "importable callable such as 'torch.optim.SGD'") from None
 
 
 def build_option(section: str, values: Mapping[str, Any], **runtime: Any) -> Any:

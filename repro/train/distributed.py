@@ -15,8 +15,7 @@ from repro.device import resolve_device
 
 from .config import ConfigError
 
-__all__ = ["DistContext", "setup", "teardown", "all_reduce_sum", "barrier",
-           "convert_sync_batchnorm", "GlobalBatchNorm", "rank_slice"]
+__all__ = ["DistContext", "setup", "convert_sync_batchnorm", "GlobalBatchNorm"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,24 @@ class DistContext:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    def teardown(self) -> None:
+        if self.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum ``values`` over ranks, in place; returns them."""
+        if self.distributed:
+            dist.all_reduce(values)
+        return values
+
+    def rank_slice(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous chunk of a global batch (chunks differ by at most one)."""
+        return torch.tensor_split(batch, self.world_size)[self.rank] if self.distributed else batch
+
 
 def setup(device: str) -> DistContext:
     """Join the process group if launched by torchrun (NCCL on CUDA, gloo on CPU)."""
@@ -49,28 +66,6 @@ def setup(device: str) -> DistContext:
             torch.cuda.set_device(resolved)
         dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
     return DistContext(rank, world_size, resolved)
-
-
-def teardown(ctx: DistContext) -> None:
-    if ctx.distributed and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def barrier(ctx: DistContext) -> None:
-    if ctx.distributed:
-        dist.barrier()
-
-
-def all_reduce_sum(ctx: DistContext, values: torch.Tensor) -> torch.Tensor:
-    """Sum ``values`` over ranks, in place; returns them."""
-    if ctx.distributed:
-        dist.all_reduce(values)
-    return values
-
-
-def rank_slice(batch: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    """This rank's contiguous chunk of a global batch (chunks differ by at most one)."""
-    return torch.tensor_split(batch, ctx.world_size)[ctx.rank] if ctx.distributed else batch
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -103,16 +98,13 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     """Replace every BatchNorm by one with global-batch statistics: :class:`torch.nn.SyncBatchNorm`
-    on CUDA, :class:`GlobalBatchNorm` elsewhere."""
+    on CUDA, :class:`GlobalBatchNorm` elsewhere (sharing the replaced one's tensors)."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
         new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                               module.track_running_stats)
-        reference = next(iter(module.parameters()), next(iter(module.buffers()), None))
-        if reference is not None:
-            new = new.to(device=reference.device, dtype=reference.dtype)
-        new.load_state_dict(module.state_dict())
+        new.load_state_dict(module.state_dict(), assign=True)  # keeps their dtype and device
         return new.train(module.training)
     for name, child in module.named_children():
         module.add_module(name, convert_sync_batchnorm(child, device))

@@ -1,10 +1,6 @@
 """Experiment loggers beyond the run record (``metrics.jsonl`` + ``result.json``, always written).
-
-Each class is the ``_target_`` of a YAML under ``configs/logger/``: ``none`` (stdout only),
-``csv`` (``metrics.csv`` for spreadsheets) and ``wandb`` (resolved config, per-epoch metrics and
-final summary; ``mode`` defaults to ``offline``, and ``wandb sync`` uploads later). ``wandb`` is
-imported only when that logger is chosen.
-"""
+Each class is the ``_target_`` of a YAML under ``configs/logger/``; ``wandb`` is imported only
+when that logger is chosen."""
 from __future__ import annotations
 
 import csv
@@ -51,7 +47,8 @@ class CsvLogger(Logger):
 
 
 class WandbLogger(Logger):
-    """One wandb run per run folder; its id is kept in ``wandb_id.txt``, so a resumed run
+    """Resolved config, per-epoch metrics and final summary in one wandb run per run folder (offline
+    by default: ``wandb sync`` uploads later); its id is kept in ``wandb_id.txt``, so a resumed run
     continues the same wandb run."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], run_name: str, default_group: str | None,

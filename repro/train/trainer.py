@@ -1,9 +1,8 @@
 """The training loop shared by every model: :func:`setup` builds all run state as one
-:class:`RunState`, :meth:`Trainer.fit` is the loop. A run folder holds ``config.json``, ``metrics.jsonl`` (a line
-per epoch), ``checkpoint.pt`` (+ ``.prev.pt``) and ``result.json``, written atomically by rank 0."""
+:class:`RunState`, :meth:`Trainer.fit` is the loop; rank 0 writes the run folder
+(:mod:`repro.train.run_folder`)."""
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -11,76 +10,43 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 import models
 from repro.device import autocast, describe_machine, resolve_flag
 from repro.io import write_json, write_text
 
 from . import distributed
-from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, build_option, load_config
 from .distributed import DistContext
-from .identity import identity_diff, identity_hash, recorded_config
+from .identity import identity_hash, recorded_config
 from .measure import equivariance_group, measure_equivariance, robustness_errors
 from .optim import build_optimizer, build_scheduler
 from .reproducible import determinism, epoch_batches, global_batches, seed_everything, stream_seed
+from .run_folder import CONFIG, METRICS, RESULT, check_same_identity, load_checkpoint, read_result, save_checkpoint
 
-__all__ = ["run", "setup", "RunState", "Trainer", "default_run_dir", "read_result"]
+__all__ = ["run", "setup", "RunState", "Trainer"]
 
-METRICS = "metrics.jsonl"
-RESULT = "result.json"
-CONFIG = "config.json"  # the recorded config, written at the start: the report names a run that dies early
 # checkpoint key -> the RunState attribute whose state_dict it holds
 STATEFUL = {"model": "module", "optimizer": "optimizer", "scheduler": "scheduler", "scaler": "scaler"}
 
 
-def run(cfg: Any, run_dir: str | os.PathLike | None = None, *, multirun: bool = False) -> dict[str, Any]:
+def run(cfg: Any, run_dir: str | os.PathLike, *, multirun: bool = False) -> dict[str, Any]:
     """Train one model as configured (a composed config, a plain dict or a :class:`TrainConfig`)
     and return ``result.json``. Rerunning in the same ``run_dir`` resumes; a finished run is not
     redone. ``multirun``: part of a sweep (wandb group ``sweep_name``). Every torchrun process calls it."""
     config = load_config(cfg)
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     ctx = distributed.setup(config.device)
     try:
         with determinism(config.deterministic):
-            return Trainer(config, run_dir, ctx, multirun=multirun).fit()
+            return Trainer(config, Path(run_dir), ctx, multirun=multirun).fit()
     finally:
-        distributed.teardown(ctx)
-
-
-def default_run_dir(config: TrainConfig) -> Path:
-    """``runs/<data>/<model>-<group>/<identity hash>``."""
-    return (Path("runs") / str(config.data["name"]) / f"{config.model.name}-{config.group.name}"
-            / identity_hash(recorded_config(config)))
-
-
-def read_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """``result.json`` of a finished run, or None (also when it is corrupt: a warning says so,
-    and the final evaluation is redone from the last checkpoint)."""
-    path = Path(run_dir) / RESULT
-    if not path.exists():
-        return None
-    try:
-        result = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        print(f"warning: {path} is corrupt ({type(error).__name__}); redoing the final evaluation "
-              "from the last checkpoint", file=sys.stderr, flush=True)
-        return None
-    return result if isinstance(result, dict) and result.get("status") == "finished" else None
-
-
-def check_same_identity(run_dir: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse to continue a run whose identity differs, naming each differing key."""
-    diff = identity_diff(saved, current)
-    if diff:
-        keys = ", ".join(f"{k}={old!r} there, {new!r} now" for k, (old, new) in diff.items())
-        raise ConfigError(f"run folder {str(run_dir)!r} holds a different experiment ({keys}); "
-                          "use another folder or delete that one")
+        ctx.teardown()
 
 
 # ---------------------------------------------------------------- run state
@@ -119,14 +85,13 @@ def setup(config: TrainConfig, ctx: DistContext) -> RunState:
     module = models.build_model(config.model.name, config.group.name, data.num_classes, in_channels=data.in_channels,
                                 width=config.model.width, **dict(config.model.overrides)).to(device)
     params, macs = models.count_parameters(module), models.count_macs(module, tuple(train[0].shape[1:]))
-    if ctx.distributed:
-        module = distributed.convert_sync_batchnorm(module, device)
     if channels_last:
         for p in module.parameters():
             if p.dim() == 4:
                 p.data = p.data.contiguous(memory_format=torch.channels_last)
     train_model = eval_model = module
-    if ctx.distributed:
+    if ctx.distributed:  # batch norm over the global batch, gradients averaged by DDP
+        module = eval_model = distributed.convert_sync_batchnorm(module, device)
         ids = [device.index] if device.type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(module, device_ids=ids)
     if config.compile:  # static shapes: one graph per shape family (see Trainer.evaluate)
@@ -152,9 +117,9 @@ class Trainer:
         self.config, self.run_dir, self.ctx, self.multirun = config, Path(run_dir), ctx, multirun
         self.device = ctx.device
         self.config_dict = recorded_config(config)  # what result.json and checkpoints record
-        self.progress = sys.stderr.isatty() if config.progress == "auto" else bool(config.progress)
+        self.progress = ctx.is_main and (sys.stderr.isatty() if config.progress == "auto" else bool(config.progress))
         self.history: list[dict[str, Any]] = []
-        self.previous_wall_time, self.start_time = 0.0, time.time()
+        self.start_time = time.time()  # minus the wall time of earlier sessions once restored
         self.state: RunState | None = None
 
     def fit(self) -> dict[str, Any]:
@@ -186,7 +151,7 @@ class Trainer:
             if self.ctx.is_main:
                 write_json(self.run_dir / RESULT, result)
                 logger.finish(result)
-            distributed.barrier(self.ctx)
+            self.ctx.barrier()
         finally:
             logger.close()
         self.say(f"finished: final test error {result['final_test_error']:.2f}% "
@@ -220,34 +185,27 @@ class Trainer:
         state.train_model.train()
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, errors
         count, start = 0, time.time()
-        for index in self.progress_bar(batches, epoch):
-            step_totals, images = self.train_step(index.to(self.device), augment_gen)
-            totals += step_totals
-            count += images
+        for index in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, file=sys.stderr, unit="batch",
+                          disable=not self.progress):
+            index = index.to(self.device)
+            x = state.augment(state.train[0][index], augment_gen)  # the global batch, same on every rank
+            x, y = ctx.rank_slice(x), ctx.rank_slice(state.train[1][index])
+            logits = self.forward(state.train_model, x)
+            loss_sum = F.cross_entropy(logits.float(), y, reduction="sum", label_smoothing=cfg.label_smoothing)
+            loss = loss_sum * (ctx.world_size / index.numel())  # the GLOBAL batch mean once DDP averages
+            state.optimizer.zero_grad(set_to_none=True)
+            state.scaler.scale(loss).backward()
+            if cfg.grad_clip is not None:
+                state.scaler.unscale_(state.optimizer)
+                nn.utils.clip_grad_norm_(state.module.parameters(), cfg.grad_clip)
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+            state.scheduler.step()
+            totals += torch.stack([loss_sum.detach().double(), (logits.detach().argmax(1) != y).sum().double()])
+            count += y.shape[0]
         loss_total, wrong_total, count = self.reduce_totals(totals, count)  # one sync per epoch
         return {"loss": loss_total / count, "error": 100.0 * wrong_total / count, "images": count,
                 "seconds": time.time() - start}
-
-    def train_step(self, index: torch.Tensor, augment_gen: torch.Generator) -> tuple[torch.Tensor, int]:
-        """One optimiser step on the global batch ``index``; returns this rank's
-        ``[loss sum, errors]`` (on the device) and its number of images."""
-        cfg, ctx, state = self.config, self.ctx, self.state
-        x = state.augment(state.train[0][index], augment_gen)  # the global batch, same on every rank
-        x, y = distributed.rank_slice(x, ctx), distributed.rank_slice(state.train[1][index], ctx)
-        with self.autocast():
-            logits = state.train_model(self.prepare_input(x))
-        loss_sum = F.cross_entropy(logits.float(), y, reduction="sum", label_smoothing=cfg.label_smoothing)
-        loss = loss_sum * (ctx.world_size / index.numel())  # the GLOBAL batch mean once DDP averages
-        state.optimizer.zero_grad(set_to_none=True)
-        state.scaler.scale(loss).backward()
-        if cfg.grad_clip is not None:
-            state.scaler.unscale_(state.optimizer)
-            nn.utils.clip_grad_norm_(state.module.parameters(), cfg.grad_clip)
-        state.scaler.step(state.optimizer)
-        state.scaler.update()
-        state.scheduler.step()
-        wrong = (logits.detach().argmax(1) != y).sum()
-        return torch.stack([loss_sum.detach().double(), wrong.double()]), y.shape[0]
 
     @torch.no_grad()
     def evaluate(self, x_all: torch.Tensor, y_all: torch.Tensor,
@@ -257,15 +215,14 @@ class Trainer:
         and the padding's logits dropped."""
         self.state.eval_model.eval()
         size = self.config.eval_batch_size
-        shard = torch.tensor_split(torch.arange(len(x_all), device=self.device), self.ctx.world_size)[self.ctx.rank]
+        shard = self.ctx.rank_slice(torch.arange(len(x_all), device=self.device))
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, errors
         for index in shard.split(size):
             x = x_all[index] if transform is None else transform(x_all[index])
             n = x.shape[0]
             if self.config.compile and n < size:
                 x = torch.cat([x, x.new_zeros(size - n, *x.shape[1:])])
-            with self.autocast():
-                logits = self.state.eval_model(self.prepare_input(x))[:n]
+            logits = self.forward(self.state.eval_model, x)[:n]
             y = y_all[index]
             totals += torch.stack([F.cross_entropy(logits.float(), y, reduction="sum").double(),
                                    (logits.argmax(1) != y).sum().double()])
@@ -289,8 +246,7 @@ class Trainer:
         for k, index in enumerate(global_batches(order, self.config.eval_batch_size, self.ctx.world_size), 1):
             for m in norms:
                 m.momentum = 1.0 / k
-            with self.autocast():
-                self.state.module(self.prepare_input(self.state.train[0][distributed.rank_slice(index, self.ctx)]))
+            self.forward(self.state.module, self.state.train[0][self.ctx.rank_slice(index)])
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         self.state.module.eval()
@@ -301,25 +257,17 @@ class Trainer:
         if self.ctx.is_main:
             print(message, flush=True)
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        return autocast(self.device, self.state.amp_dtype)
-
-    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
-        """One memory layout for every batch (a rotated or flipped batch has other strides,
-        which would make a compiled model recompile)."""
-        return x.contiguous(memory_format=torch.channels_last if self.state.channels_last else torch.contiguous_format)
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``model(x)`` under the run's autocast, ``x`` in one memory layout for every batch (a rotated
+        or flipped batch has other strides, which would make a compiled model recompile)."""
+        layout = torch.channels_last if self.state.channels_last else torch.contiguous_format
+        with autocast(self.device, self.state.amp_dtype):
+            return model(x.contiguous(memory_format=layout))
 
     def reduce_totals(self, totals: torch.Tensor, count: int) -> list[float]:
         """``[loss sum, errors, images]`` summed over the ranks: the host's image count joins the
         device sums only here, once per pass."""
-        return distributed.all_reduce_sum(self.ctx, torch.cat([totals, totals.new_tensor([float(count)])])).tolist()
-
-    def progress_bar(self, batches: list[torch.Tensor], epoch: int) -> Iterable[torch.Tensor]:
-        """``batches``, shown as a tqdm bar on stderr when ``progress`` is on (rank 0)."""
-        if not (self.progress and self.ctx.is_main):
-            return batches
-        from tqdm import tqdm
-        return tqdm(batches, desc=f"epoch {epoch}/{self.config.epochs}", leave=False, file=sys.stderr, unit="batch")
+        return self.ctx.all_reduce_sum(torch.cat([totals, totals.new_tensor([float(count)])])).tolist()
 
     def announce(self, done: int) -> None:
         state = self.state
@@ -339,14 +287,14 @@ class Trainer:
     def checkpoint(self, epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, **{key: getattr(self.state, name).state_dict() for key, name in STATEFUL.items()},
                 "history": self.history, "config": self.config_dict,
-                "wall_time_s": self.previous_wall_time + (time.time() - self.start_time)}
+                "wall_time_s": time.time() - self.start_time}
 
     def restore(self, checkpoint: dict[str, Any]) -> int:
         """Load a checkpoint into the run state; return the number of finished epochs."""
         for key, name in STATEFUL.items():
             getattr(self.state, name).load_state_dict(checkpoint[key])
         self.history = list(checkpoint["history"])
-        self.previous_wall_time = float(checkpoint["wall_time_s"])
+        self.start_time -= float(checkpoint["wall_time_s"])
         if self.ctx.is_main:  # drop lines of an epoch that was killed after the checkpoint
             self.write_metrics()
         return int(checkpoint["epoch"])
@@ -383,7 +331,7 @@ class Trainer:
             "equivariance_group": measured, "equivariance_images": int(images.shape[0]),
             "identity": identity_hash(self.config_dict), "config": self.config_dict,
             **describe_machine(self.device, self.ctx.world_size),
-            "wall_time_s": self.previous_wall_time + (time.time() - self.start_time),
+            "wall_time_s": time.time() - self.start_time,
         }
         if c.robustness:
             result["robustness"] = robustness_errors(lambda t: self.evaluate(*state.test, transform=t)[1],
