@@ -29,18 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry", action="store_true", help="CPU smoke run at toy sizes (what the test suite runs)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: auto; cpu with --dry)")
     p.add_argument("--parts", nargs="+", choices=PARTS, help="what to run (default: all)")
-    p.add_argument("--steps", type=int, help="timed training steps per case (default 30; 1 with --dry)")
-    p.add_argument("--compile-backend", help="torch.compile backend (default inductor; eager with --dry)")
     p.add_argument("--run-override", action="append", default=[], metavar="KEY=VALUE",
                    help="extra override of the two-epoch runs, e.g. compile=true (repeatable)")
     args = p.parse_args(argv)
-    base = CheckOptions.dry_run() if args.dry else CheckOptions()
-    changes = {"device": args.device, "parts": tuple(args.parts) if args.parts else None, "steps": args.steps,
-               "compile_backend": args.compile_backend,
-               "run_overrides": (*base.run_overrides, *args.run_override) if args.run_override else None}
+    opts = CheckOptions.dry_run() if args.dry else CheckOptions()
+    opts = replace(opts, device=args.device or opts.device, parts=tuple(args.parts or opts.parts),
+                   run_overrides=(*opts.run_overrides, *args.run_override))
     try:
-        results = run_check(replace(base, **{k: v for k, v in changes.items() if v is not None}), args.out,
-                            shlex.join(["python3", "scripts/gpu_check.py", *argv]),
+        results = run_check(opts, args.out, shlex.join(["python3", "scripts/gpu_check.py", *argv]),
                             log=lambda line: print(line, flush=True))
     except ValueError as exc:
         raise SystemExit(f"gpu_check.py: error: {exc}") from None

@@ -8,7 +8,7 @@ import pytest
 from conftest import load_script
 import torch
 
-from repro.bench import gpu
+from repro.bench import gpu, training
 from repro.bench.report import evaluate_targets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,13 +41,13 @@ def test_dry_run_writes_the_report_with_every_part(dry_report) -> None:
     assert data["tests"]["returncode"] == 0, data["tests"]["tail"]
     text = (out / "cpu-dry.md").read_text()
     assert "CUDA-path tests (`pytest -m cuda`) exit code | == 0 | 0 (" in text   # with the last output line
-    for heading in ("## Targets", "## Training step of the paper recipes",
+    for heading in ("## Targets", "## Training step",
                     "## Projected wall time", "## Two-epoch trainer runs"):
         assert heading in text
 
 
 def test_dry_run_measures_the_paper_recipes_against_plain(dry_report) -> None:
-    rows = dry_report[1]["bench"]
+    rows = dry_report[1]["training"]
     names = {(r["experiment"], r["group"], r["compile"]) for r in rows}
     for experiment, groups in gpu.REPRODUCE_TABLE.items():
         assert {(experiment, g, False) for g in (*groups, "plain")} <= names
@@ -76,11 +76,12 @@ def test_dry_run_trains_two_epochs_and_judges_every_target(dry_report) -> None:
     assert {r["epochs"] for r in projection["runs"]} == {350, 300}
 
 
-def test_peak_table() -> None:
-    assert gpu.peak_bf16_tflops("NVIDIA H100 80GB HBM3") == 989.0
-    assert gpu.peak_bf16_tflops("NVIDIA H200") == 989.0
-    assert gpu.peak_bf16_tflops("NVIDIA H100 PCIe") == 756.0
-    assert gpu.peak_bf16_tflops("NVIDIA GeForce RTX 4090") is None
+@pytest.mark.parametrize("name,peak", [("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H200", 989.0),
+                                       ("NVIDIA H100 PCIe", 756.0), ("NVIDIA GeForce RTX 4090", None)])
+def test_peak_table(name, peak, monkeypatch) -> None:
+    monkeypatch.setattr(training, "device_name", lambda device: name)
+    assert training.peak_bf16_tflops(torch.device("cuda")) == peak
+    assert training.peak_bf16_tflops(torch.device("cpu")) is None
 
 
 def _row(experiment: str, group: str, compiled: bool, epoch_s: float, epochs: int) -> dict:
@@ -100,7 +101,7 @@ def test_project_sweep_sums_epochs_times_epoch_time_over_the_table() -> None:
 def test_check_targets_judge_measured_numbers() -> None:
     results = {"meta": {"wall_s": 500.0},
                "tests": {"returncode": 0, "tail": "3 passed"},
-               "bench": [{"group": "p4m", "experiment": "paper_allcnnc", "compile": True, "speed_vs_plain": 0.7,
+               "training": [{"group": "p4m", "experiment": "paper_allcnnc", "compile": True, "speed_vs_plain": 0.7,
                           "images_per_s": 7.0, "graphs": 2, "graph_breaks": 0, "case": "c"}],
                "runs": [{"ok": False, "error": "RuntimeError: x", "compile": True, "graphs": 2,
                          "experiment": "paper_allcnnc"}]}

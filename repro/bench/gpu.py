@@ -1,12 +1,7 @@
-"""The one-command check of a fresh GPU machine (``scripts/gpu_check.py``, ``make gpu-check``).
-
-Three parts, the report rewritten after each step (a run cut short keeps what it measured):
-``tests`` (``pytest -m cuda``); ``runs``, two-epoch p4m runs of the real trainer on a synthetic
-CIFAR-format folder (All-CNN-C compiled, counting its compiles); ``bench``, the paper recipes as
-the trainer runs them against the plain same-MAC network, compile off and on, with the projected
-wall time of one paper run and of ``make reproduce-table``. ``CheckOptions.dry_run()`` is the same
-code at toy sizes on the CPU (the default test suite runs it).
-"""
+"""The one-command check of a fresh GPU machine (``make gpu-check``): ``tests`` (``pytest -m cuda``),
+``runs`` (two-epoch p4m trainer runs on synthetic CIFAR-format data) and ``bench`` (the paper recipes
+against the plain same-MAC networks, compile off and on, and the projected sweep time), the report
+rewritten after each step. ``CheckOptions.dry_run()``: the same code at toy sizes on the CPU."""
 from __future__ import annotations
 
 import json
@@ -15,18 +10,15 @@ import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import torch
 
-from repro.device import describe_machine, device_slug, resolve_device
-from repro.markdown import markdown_table
+from repro.device import device_slug, resolve_device
 
 from .compile_check import dynamo_counts
-from .report import (PLAIN_NOTE, PLAIN_SPEED_LIMIT, Measured, Target, render_document, training_table, worst,
-                     write_report)
+from .report import PLAIN_SPEED_LIMIT, Measured, Target, new_results, worst, write_report
 from .timing import time_command
 from .training import TrainCase, add_speed_vs_plain, experiment_cases, load_case_config, measure_cases
 
@@ -36,8 +28,6 @@ PARTS = ("tests", "runs", "bench")  # in this order: the slow compiled cases com
 REPRODUCE_TABLE = {"paper_allcnnc": ("z2", "p4", "p4m"), "paper_resnet44": ("z2", "p4m")}
 EXPERIMENTS = tuple(REPRODUCE_TABLE)
 REPRODUCE_TABLE_RUNS_PER_GROUP = 2 * 3
-# Dense bf16 tensor-core peak (TFLOP/s) by a lower-case part of the GPU's name; first match wins.
-PEAK_BF16_TFLOPS = (("h200", 989.0), ("h100 pcie", 756.0), ("h100 nvl", 835.0), ("h100", 989.0))
 TIME_LIMIT_S = 480.0
 TESTS_TIMEOUT_S = 240.0
 TINY = ("model.width=0.125",)
@@ -65,7 +55,6 @@ class CheckOptions:
     device: str = "auto"
     parts: tuple[str, ...] = PARTS
     overrides: tuple[str, ...] = ()           # added to every bench case
-    batch: int | None = None                  # None: the config's batch size
     steps: int = 30
     warmup: int = 3
     compile_backend: str = "inductor"
@@ -78,15 +67,11 @@ class CheckOptions:
     @classmethod
     def dry_run(cls) -> "CheckOptions":
         """Toy sizes on one CPU thread: every code path in well under a minute."""
-        return cls(dry=True, device="cpu", overrides=TINY, batch=4, steps=1, warmup=1, compile_backend="eager",
-                   compile_experiments=EXPERIMENTS[:1], tests=("tests/test_gpu_check.py",), run_images=60,
-                   run_compiled=(), run_overrides=(*TINY, "batch_size=16", "eval_batch_size=20",
-                                                   "equivariance_images=4", "data.preprocess=standardize"))
-
-
-def peak_bf16_tflops(name: str) -> float | None:
-    """The GPU's dense bf16 peak from :data:`PEAK_BF16_TFLOPS`; None for any other device."""
-    return next((peak for part, peak in PEAK_BF16_TFLOPS if part in name.lower()), None)
+        return cls(dry=True, device="cpu", overrides=(*TINY, "batch_size=4"), steps=1, warmup=1,
+                   compile_backend="eager", compile_experiments=EXPERIMENTS[:1], tests=("tests/test_gpu_check.py",),
+                   run_images=60, run_compiled=(),
+                   run_overrides=(*TINY, "batch_size=16", "eval_batch_size=20", "equivariance_images=4",
+                                  "data.preprocess=standardize"))
 
 
 def check_cases(opts: CheckOptions, configured: Mapping[str, bool]) -> list[TrainCase]:
@@ -159,7 +144,7 @@ def two_epoch_runs(opts: CheckOptions, device: torch.device, log: Callable[[str]
 
 def check_measured(results: Mapping) -> dict[str, Measured | None]:
     """The numbers the :data:`TARGETS` name, from the measured rows only."""
-    tests, bench, runs = results.get("tests"), results.get("bench", []), results.get("runs")
+    tests, bench, runs = results.get("tests"), results.get("training", []), results.get("runs")
     compiled = [r for r in bench if r["compile"]]
     crashed = results.get("crashed", {})
     numbers: dict[str, Measured | None] = {
@@ -181,43 +166,6 @@ def check_measured(results: Mapping) -> dict[str, Measured | None]:
     return numbers
 
 
-def _hours(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds / 3600:.2f}"
-
-
-def render_check(results: Mapping) -> str:
-    """The check's report as markdown."""
-    meta, sections = results["meta"], []
-    if results.get("bench"):
-        peak = meta.get("peak_bf16_tflops")
-        sections.append(f"## Training step of the paper recipes\n\nSynthetic data on the device. {PLAIN_NOTE} Dense "
-                        f"bf16 peak: {'n/a (unknown GPU)' if peak is None else f'{peak:g} TFLOP/s'}.\n\n"
-                        + training_table(results["bench"], peak))
-    if results.get("projection"):
-        projection = results["projection"]
-        rows = [[r["experiment"], r["group"], r["compile"], r["epochs"], f"{r['epoch_s']:.1f}", _hours(r["run_s"])]
-                for r in projection["runs"]]
-        rows.append(["`make reproduce-table`", f"all x {projection['runs_per_group']} runs", "", "", "",
-                     _hours(projection["table_s"])])
-        sections.append(
-            "## Projected wall time\n\nTraining steps only (epochs x the epoch time above; evaluation, BN "
-            "re-estimation and compilation come on top): one paper run per group, and `make "
-            "reproduce-table` (every group x 2 augmentations x 3 seeds).\n\n"
-            + markdown_table(["experiment", "group", "compile", "epochs", "epoch s", "hours"], rows))
-    if results.get("runs"):
-        def floats(values: Sequence[float | None]) -> str:
-            return ", ".join("-" if v is None else f"{v:.1f}" for v in values) or "-"
-        rows = [[r["experiment"], "ok" if r["ok"] else f"failed: {r['error']}", f"{r['wall_s']:.1f}",
-                 floats(r["epoch_time_s"]), floats(r["images_per_s"]),
-                 "-" if r["final_test_error"] is None else f"{r['final_test_error']:.2f}",
-                 r["graphs"] if r["compile"] else "-", r["graph_breaks"] if r["compile"] else "-"]
-                for r in results["runs"]]
-        sections.append("## Two-epoch trainer runs (p4m, synthetic CIFAR-format data)\n\n" + markdown_table(
-            ["experiment", "status", "wall s", "epoch s", "images/s", "test error %", "graphs", "breaks"], rows))
-    title = f"GPU check: {meta.get('device_name', 'unknown device')}" + (" (dry run)" if meta.get("dry") else "")
-    return render_document(title, results, sections)
-
-
 def run_check(opts: CheckOptions, out_dir: str | Path, command: str,
               log: Callable[[str], None] = print) -> dict:
     """Run the parts of ``opts`` and write ``<out_dir>/<device slug>[-dry].md`` and ``.json``
@@ -226,20 +174,16 @@ def run_check(opts: CheckOptions, out_dir: str | Path, command: str,
     device = resolve_device(opts.device)
     if opts.dry:     # toy sizes on a shared CPU: more threads only wait on each other
         torch.set_num_threads(1)
-    machine = describe_machine(device)
-    peak = peak_bf16_tflops(machine["device_name"]) if device.type == "cuda" else None
-    meta = {**machine, "command": command, "dry": opts.dry, "options": asdict(opts),
-            "experiments": list(EXPERIMENTS), "peak_bf16_tflops": peak,
-            "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "notes": []}
-    results: dict = {"meta": meta, "crashed": {}}
+    results = new_results(device, command, title="GPU check", dry=opts.dry, options=asdict(opts),
+                          experiments=list(EXPERIMENTS))
+    results["crashed"] = {}
     stem = device_slug(device) + ("-dry" if opts.dry else "")
 
     def save() -> None:
-        meta["wall_s"] = round(time.perf_counter() - start, 1)
-        if "bench" in results:
-            results["projection"] = project_sweep(results["bench"])
-        write_report(results, out_dir, stem, targets=TARGETS, measure=check_measured,
-                     render=render_check)
+        results["meta"]["wall_s"] = round(time.perf_counter() - start, 1)
+        if "training" in results:
+            results["projection"] = project_sweep(results["training"])
+        write_report(results, out_dir, stem, targets=TARGETS, measure=check_measured)
 
     def tests() -> None:
         log(f"CUDA-path tests: pytest -m cuda {' '.join(opts.tests)}")
@@ -253,10 +197,10 @@ def run_check(opts: CheckOptions, out_dir: str | Path, command: str,
 
     def bench() -> None:
         log("training step of the paper recipes")
-        rows = results["bench"] = []
+        rows = results["training"] = []
         configured = {e: bool(load_case_config(TrainCase((f"experiment={e}",))).compile) for e in EXPERIMENTS}
         for row in measure_cases(check_cases(opts, configured), device, log=log, steps=opts.steps,
-                                 warmup=opts.warmup, batch=opts.batch, compile_backend=opts.compile_backend):
+                                 warmup=opts.warmup, compile_backend=opts.compile_backend):
             row["configured_compile"] = configured[row["experiment"]]
             rows.append(row)
             add_speed_vs_plain(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,8 @@ from .timing import interleaved_timings, ratio
 MODES = ("train", "eval")
 SIZES = ("tiny", "medium", "cifar")
 BASELINE = "conv2d"
+QUICK_ROUNDS = {"tiny": 7, "medium": 5}    # the sizes (and timing rounds) of a smoke run
+FULL_ROUNDS = {"tiny": 21, "medium": 11, "cifar": 5}  # cifar: 3 rounds left medians at the mercy of one slow sample
 # size: (batch, {group: [(in_channels, out_channels, spatial)]}); 3 input channels = a lifting layer.
 # CIFAR: the paper's All-CNN-C widths (p4 48/96, p4m 32/64).
 _SHAPES = {
@@ -32,7 +34,7 @@ _GSPACES = {"p4": ("rot2dOnR2", {"N": 4}), "p4m": ("flipRot2dOnR2", {"N": 4})}  
 
 @dataclass(frozen=True)
 class LayerCase:
-    """One layer shape: input ``(B, C_in[, G], H, W)``, output ``(B, C_out, G, H, W)``, padding ``k // 2``."""
+    """One 3x3 layer, padding 1: input ``(B, C_in[, G], H, W)``, output ``(B, C_out, G, H, W)``."""
 
     size: str
     kind: str
@@ -41,7 +43,6 @@ class LayerCase:
     in_channels: int
     out_channels: int
     spatial: int
-    kernel_size: int = 3
 
     def __post_init__(self) -> None:
         check_choice("size", self.size, SIZES)
@@ -52,20 +53,6 @@ class LayerCase:
     def name(self) -> str:
         return (f"{self.kind} {self.group} {self.in_channels}->{self.out_channels} "
                 f"{self.spatial}x{self.spatial} b{self.batch}")
-
-    @property
-    def order(self) -> int:
-        return gcnn.get_group(self.group).order
-
-    @property
-    def in_order(self) -> int:
-        return 1 if self.kind == "lifting" else self.order
-
-    @property
-    def macs(self) -> int:
-        """Multiply-accumulates of one forward pass of the whole batch."""
-        return (self.batch * self.spatial ** 2 * self.out_channels * self.order
-                * self.in_channels * self.in_order * self.kernel_size ** 2)
 
 
 def default_cases(sizes: Iterable[str] = SIZES) -> list[LayerCase]:
@@ -86,11 +73,10 @@ def escnn_version() -> str | None:
 
 
 class EscnnConv(nn.Module):
-    """escnn's ``R2Conv`` on plain tensors: ``(B, C_in * G_in, H, W) -> (B, C_out * G, H', W')``;
+    """escnn's 3x3 ``R2Conv`` on plain tensors: ``(B, C_in * G_in, H, W) -> (B, C_out * G, H, W)``;
     lifting: ``in_channels`` trivial fields, else regular fields, to ``out_channels`` regular fields."""
 
-    def __init__(self, group: str, lifting: bool, in_channels: int, out_channels: int,
-                 kernel_size: int = 3, padding: int = 1) -> None:
+    def __init__(self, group: str, lifting: bool, in_channels: int, out_channels: int) -> None:
         super().__init__()
         factory, kwargs = _GSPACES[check_choice("group", group, list(_GSPACES))]
         from escnn import gspaces
@@ -98,7 +84,7 @@ class EscnnConv(nn.Module):
         space = getattr(gspaces, factory)(**kwargs)
         in_type = enn.FieldType(space, in_channels * [space.trivial_repr if lifting else space.regular_repr])
         out_type = enn.FieldType(space, out_channels * [space.regular_repr])
-        self.conv = enn.R2Conv(in_type, out_type, kernel_size, padding=padding, bias=True)
+        self.conv = enn.R2Conv(in_type, out_type, 3, padding=1, bias=True)
         self.wrap = enn.GeometricTensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,27 +102,25 @@ class LayerPair:
     x_flat: torch.Tensor
     weight: torch.Tensor
     bias: torch.Tensor
-    padding: int
 
     def plain(self) -> torch.Tensor:
-        return F.conv2d(self.x_flat, self.weight, self.bias, padding=self.padding)
+        return F.conv2d(self.x_flat, self.weight, self.bias, padding=1)
 
 
 def build_pair(case: LayerCase, device: torch.device, *, requires_grad: bool = True,
-               dtype: torch.dtype = torch.float32, seed: int = 0) -> LayerPair:
-    """The :class:`LayerPair` of ``case``, parameters and input drawn from ``seed``."""
-    torch.manual_seed(seed)
-    padding, lifting = case.kernel_size // 2, case.kind == "lifting"
+               dtype: torch.dtype = torch.float32) -> LayerPair:
+    """The :class:`LayerPair` of ``case``, parameters and input drawn from seed 0."""
+    torch.manual_seed(0)
+    lifting = case.kind == "lifting"
     cls = gcnn.LiftingConv2d if lifting else gcnn.GroupConv2d
-    layer = cls(case.in_channels, case.out_channels, case.kernel_size, case.group, padding=padding, bias=True)
-    layer = layer.to(device=device, dtype=dtype)
-    shape = (case.batch, case.in_channels, *(() if lifting else (case.order,)), case.spatial, case.spatial)
+    layer = cls(case.in_channels, case.out_channels, 3, case.group, padding=1, bias=True).to(device, dtype)
+    shape = (case.batch, case.in_channels, *(() if lifting else (layer.group.order,)), case.spatial, case.spatial)
     x = torch.randn(shape, device=device, dtype=dtype)
     x_flat = x.clone() if lifting else x.flatten(1, 2).clone()
     for leaf in (x, x_flat):   # a lifting layer is the first layer: only group inputs need grad
         leaf.requires_grad_(requires_grad and not lifting)
     weight, bias = (t.detach().clone().requires_grad_(requires_grad) for t in layer.expanded_weight())
-    return LayerPair(layer, x, x_flat, weight, bias, padding)
+    return LayerPair(layer, x, x_flat, weight, bias)
 
 
 def _step(forward: Callable[[], torch.Tensor], inputs: list[torch.Tensor], mode: str) -> Callable[[], object]:
@@ -161,14 +145,14 @@ def bench_layer_case(case: LayerCase, mode: str, device: torch.device, *, rounds
     flat_inputs = [pair.weight, pair.bias, *([pair.x_flat] if pair.x_flat.requires_grad else [])]
     candidates = {"gcnn": _module_step(pair.layer, pair.x, mode), BASELINE: _step(pair.plain, flat_inputs, mode)}
     if case.size != "cifar":   # the module's fixed cost only matters where the conv is small
-        reference = nn.Conv2d(pair.weight.shape[1], pair.weight.shape[0], case.kernel_size, padding=pair.padding)
+        reference = nn.Conv2d(pair.weight.shape[1], pair.weight.shape[0], 3, padding=1)
         candidates["nn.Conv2d"] = _module_step(reference.to(device), pair.x_flat, mode)
     if with_escnn:
-        anchor = EscnnConv(case.group, case.kind == "lifting", case.in_channels, case.out_channels,
-                           case.kernel_size, pair.padding)
+        anchor = EscnnConv(case.group, case.kind == "lifting", case.in_channels, case.out_channels)
         candidates["escnn"] = _module_step(anchor.to(device), pair.x_flat, mode)
     timings = interleaved_timings(candidates, rounds=rounds, warmup=warmup, min_sample_s=min_sample_s, device=device)
-    row = {"case": asdict(case), "name": case.name, "size": case.size, "mode": mode, "macs": case.macs,
+    macs = case.batch * case.spatial ** 2 * pair.weight.numel()   # per output pixel: one MAC per bank entry
+    row = {"case": asdict(case), "name": case.name, "size": case.size, "mode": mode, "macs": macs,
            "rounds": rounds, "timings": timings,
            "ratios": {name: ratio(t, timings[BASELINE]) for name, t in timings.items() if name != BASELINE}}
     if "escnn" in timings:
@@ -176,14 +160,16 @@ def bench_layer_case(case: LayerCase, mode: str, device: torch.device, *, rounds
     return row
 
 
-def bench_layers(cases: Iterable[LayerCase], device: torch.device, *, rounds: Mapping[str, int],
-                 min_sample_s: float, with_escnn: bool, log: Callable[[str], None] = print) -> list[dict]:
-    """:func:`bench_layer_case` for every case and mode; ``rounds`` maps a size to its round count."""
+def bench_layers(device: torch.device, *, quick: bool, with_escnn: bool,
+                 log: Callable[[str], None] = print) -> list[dict]:
+    """:func:`bench_layer_case` for every case and mode of :data:`FULL_ROUNDS` (``quick``: :data:`QUICK_ROUNDS`)."""
+    rounds = QUICK_ROUNDS if quick else FULL_ROUNDS
+    log(f"layer overhead ({', '.join(rounds)}; escnn {'on' if with_escnn else 'off'})")
     rows = []
-    for case in cases:
+    for case in default_cases(rounds):
         for mode in MODES:
-            row = bench_layer_case(case, mode, device, rounds=rounds[case.size], min_sample_s=min_sample_s,
-                                   with_escnn=with_escnn)
+            row = bench_layer_case(case, mode, device, rounds=rounds[case.size], with_escnn=with_escnn,
+                                   min_sample_s=0.005 if quick else 0.02)
             rows.append(row)
             ratios = ", ".join(f"{n} {r['ratio_of_medians']:.3f}x" for n, r in row["ratios"].items())
             log(f"  {case.size:6s} {mode:5s} {case.name:34s} conv2d "

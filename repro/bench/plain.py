@@ -51,8 +51,6 @@ def plain_twin(model: nn.Module) -> nn.Module:
     """A copy of the z2 network ``model`` in plain torch layers on ``(B, C, H, W)``, with the same
     weights, BN statistics and train/eval mode (the same function). ValueError for a non-trivial group."""
     twin = copy.deepcopy(model)
-    if (new := _replacement(twin)) is not None:
-        return new.train(model.training)
     for parent in list(twin.modules()):
         for name, child in list(parent.named_children()):
             if (new := _replacement(child)) is not None:
@@ -60,32 +58,22 @@ def plain_twin(model: nn.Module) -> nn.Module:
     return twin
 
 
-def _macs(arch: str, group: str, width: float, overrides: Mapping[str, Any]) -> int:
-    shape = models.default_input_shape(arch)
-    return models.count_macs(models.build_model(arch, group, width=width, in_channels=shape[0], **overrides), shape)
-
-
-def same_mac_width(arch: str, group: str, width: float = 1.0, overrides: Mapping[str, Any] | None = None,
-                   steps: int = 6, tolerance: float = 0.005) -> float:
-    """The width at which the z2 ``arch`` has the MACs per image of ``group``'s network at ``width``.
-    MACs grow about as width squared and channel counts are rounded: of at most ``steps``
-    square-root updates the closest wins, the first within ``tolerance`` at once."""
-    overrides = dict(overrides or {})
-    target = _macs(arch, group, width, overrides)
-    best, candidate = (math.inf, width), width
-    for _ in range(steps):
-        macs = _macs(arch, "z2", candidate, overrides)
-        best = min(best, (abs(macs / target - 1), candidate))
-        if best[0] <= tolerance:
-            break
-        candidate *= math.sqrt(target / macs)
-    return best[1]
-
-
 def build_plain_same_macs(arch: str, group: str, num_classes: int = 10, width: float = 1.0,
                           overrides: Mapping[str, Any] | None = None) -> tuple[nn.Module, float]:
-    """The plain twin of the z2 ``arch`` with the MACs of ``group``'s network at ``width``, and its width."""
-    z2_width = same_mac_width(arch, group, width, overrides)
-    z2 = models.build_model(arch, "z2", num_classes, in_channels=models.default_input_shape(arch)[0],
-                            width=z2_width, **dict(overrides or {}))
-    return plain_twin(z2), z2_width
+    """The plain twin of the z2 ``arch`` with the MACs per image of ``group``'s network at ``width``, and
+    its width. MACs grow about as width squared and channel counts are rounded: of at most 6
+    square-root updates of the width the closest wins, the first within 0.5% at once."""
+    shape = models.default_input_shape(arch)
+
+    def build(g: str, w: float, classes: int = 10) -> nn.Module:
+        return models.build_model(arch, g, classes, in_channels=shape[0], width=w, **dict(overrides or {}))
+
+    target = models.count_macs(build(group, width), shape)
+    best, candidate = (math.inf, width), width
+    for _ in range(6):
+        macs = models.count_macs(build("z2", candidate), shape)
+        best = min(best, (abs(macs / target - 1), candidate))
+        if best[0] <= 0.005:
+            break
+        candidate *= math.sqrt(target / macs)
+    return plain_twin(build("z2", best[1], num_classes)), best[1]

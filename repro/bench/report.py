@@ -1,4 +1,4 @@
-"""The benchmark's targets, as data, and its report ``<out>/<stem>.md`` and ``.json``.
+"""The targets, as data, and the report ``<out>/<stem>.md`` and ``.json`` of the benchmark and the GPU check.
 
 A number this run did not measure is ``None``: its target is "not measured", never assumed met.
 """
@@ -7,18 +7,22 @@ from __future__ import annotations
 import json
 import operator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
+
+import torch
 
 from gcnn.validation import check_choice
+from repro.device import describe_machine
 from repro.io import write_json, write_text
 from repro.markdown import markdown_table
 
-SECTIONS = ("layers", "training", "compile", "e2e")
+from .training import peak_bf16_tflops
+
+SECTIONS = ("layers", "training", "compile", "e2e")   # the benchmark's, carried over by --merge
 E2E_LIMIT_S = 600.0
 PLAIN_SPEED_LIMIT = 1 / 1.3   # a p4m network at >= 1/1.3 of the images/s of the plain same-MAC network
-PLAIN_NOTE = ("`plain` = the z2 network in `nn.Conv2d` / `BatchNorm2d` on 4-D tensors, widened to the p4m "
-              "network's MACs; `vs plain` = images/s over its images/s. TFLOP/s counts 6 FLOP per MAC per image.")
 _COMPARISONS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, "==": operator.eq}
 
 
@@ -163,25 +167,45 @@ def _layer_section(rows: Sequence[Mapping]) -> str:
             + markdown_table(header, body))
 
 
-def training_table(rows: Sequence[Mapping], peak_tflops: float | None = None) -> str:
-    """One line per training case: network, MACs, speed, epoch time, TFLOP/s (and its share of
-    ``peak_tflops``), memory, compilation."""
+def _training_section(rows: Sequence[Mapping]) -> str:
     header = ["case", "network", "width", "params", "MMAC / image", "batch", "step ms", "images/s", "vs plain",
               "epoch s (50k)", "TFLOP/s", "% of bf16 peak", "peak MiB", "compile s", "graphs", "breaks"]
     body = [[r["case"], r["group"], f"{r['width']:.3f}", f"{r['params']:,}", f"{r['macs_per_image'] / 1e6:.1f}",
              r["batch"], f"{r['step_s'] * 1e3:.1f}", f"{r['images_per_s']:.1f}",
              _num(r.get("speed_vs_plain"), ".3f"), f"{r['epoch_s']:.1f}", f"{r['tflops']:.3f}",
-             _num(None if peak_tflops is None else 100 * r["tflops"] / peak_tflops, ".1f"),
+             _num(r.get("percent_of_bf16_peak"), ".1f"),
              _num(None if r["peak_memory_bytes"] is None else r["peak_memory_bytes"] / 2**20, ".0f"),
              _num(r["compile_s"], ".1f"), r["graphs"] if r["compile"] else "-",
              r["graph_breaks"] if r["compile"] else "-"] for r in rows]
-    return markdown_table(header, body)
-
-
-def _training_section(rows: Sequence[Mapping]) -> str:
     return ("## Training step\n\nThe experiment configs as `scripts/train.py` composes them, on synthetic "
-            "data; median of the timed steps. " + PLAIN_NOTE + " Epoch = 50k images at this speed.\n\n"
-            + training_table(rows))
+            "data; median of the timed steps. `plain` = the z2 network in `nn.Conv2d` / `BatchNorm2d` on 4-D "
+            "tensors, widened to the p4m network's MACs; `vs plain` = images/s over its images/s. TFLOP/s counts "
+            "6 FLOP per MAC per image. Epoch = 50k images at this speed.\n\n" + markdown_table(header, body))
+
+
+def _hours(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 3600:.2f}"
+
+
+def _projection_section(projection: Mapping) -> str:
+    rows = [[r["experiment"], r["group"], r["compile"], r["epochs"], f"{r['epoch_s']:.1f}", _hours(r["run_s"])]
+            for r in projection["runs"]]
+    rows.append(["`make reproduce-table`", f"all x {projection['runs_per_group']} runs", "", "", "",
+                 _hours(projection["table_s"])])
+    return ("## Projected wall time\n\nTraining steps only (epochs x the epoch time above; evaluation, BN "
+            "re-estimation and compilation come on top): one paper run per group, and `make "
+            "reproduce-table` (every group x 2 augmentations x 3 seeds).\n\n"
+            + markdown_table(["experiment", "group", "compile", "epochs", "epoch s", "hours"], rows))
+
+
+def _runs_section(runs: Sequence[Mapping]) -> str:
+    def floats(values: Sequence[float | None]) -> str:
+        return ", ".join(_num(v, ".1f") for v in values) or "-"
+    rows = [[r["experiment"], "ok" if r["ok"] else f"failed: {r['error']}", f"{r['wall_s']:.1f}",
+             floats(r["epoch_time_s"]), floats(r["images_per_s"]), _num(r["final_test_error"], ".2f"),
+             r["graphs"] if r["compile"] else "-", r["graph_breaks"] if r["compile"] else "-"] for r in runs]
+    return "## Two-epoch trainer runs (p4m, synthetic CIFAR-format data)\n\n" + markdown_table(
+        ["experiment", "status", "wall s", "epoch s", "images/s", "test error %", "graphs", "breaks"], rows)
 
 
 def _compile_section(compiled: Mapping) -> str:
@@ -202,6 +226,15 @@ def _e2e_section(e2e: Mapping) -> str:
     return "## End-to-end\n\n" + markdown_table(["what", "command", "wall s", "exit code"], rows)
 
 
+# a report's sections, in this order, each rendered when the results hold it
+RENDERERS: dict[str, Callable[[Any], str]] = {
+    "layers": _layer_section, "training": _training_section, "projection": _projection_section,
+    "runs": _runs_section, "compile": _compile_section, "e2e": _e2e_section}
+MACHINE_KEYS = ("device_name", "device", "hostname", "cpu_model", "cpu_count", "torch_threads", "torch_version",
+                "cuda_version", "cudnn_version", "python_version", "platform", "git_commit", "escnn_version",
+                "peak_bf16_tflops", "started_utc", "wall_s", "command")
+
+
 def _measured(record: Mapping) -> str:
     if record["measured"] is None:
         return "-"
@@ -209,30 +242,26 @@ def _measured(record: Mapping) -> str:
     return f"{text} ({record['where']})" if record["where"] else text
 
 
-MACHINE_KEYS = ("device_name", "device", "hostname", "cpu_model", "cpu_count", "torch_threads", "torch_version",
-                "cuda_version", "cudnn_version", "python_version", "platform", "git_commit", "escnn_version",
-                "started_utc", "wall_s", "command")
-
-
-def render_document(title: str, results: Mapping, sections: Sequence[str]) -> str:
-    """A report (the benchmark's or the GPU check's): title, machine, targets, notes, then ``sections``."""
+def render_markdown(results: Mapping) -> str:
+    """The report: title, machine, targets, notes, then one section per measurement."""
     meta = results["meta"]
+    title = f"{meta.get('title', 'Benchmark')}: {meta.get('device_name', 'unknown device')}"
     machine = markdown_table(["", "value"], [[k, f"`{meta[k]}`" if k == "command" else meta[k]]
                                              for k in MACHINE_KEYS if meta.get(k) is not None])
     targets = markdown_table(["target", "limit", "measured", "status"],
                              [[r["name"], r["limit"], _measured(r), status(r)] for r in results["targets"]])
-    parts = [f"# {title}", "## Machine\n\n" + machine, "## Targets\n\n" + targets]
+    parts = [f"# {title}" + (" (dry run)" if meta.get("dry") else ""), "## Machine\n\n" + machine,
+             "## Targets\n\n" + targets]
     if meta.get("notes"):
         parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in meta["notes"]))
-    return "\n\n".join(p.rstrip("\n") for p in [*parts, *sections]) + "\n"
+    parts += [render(results[key]) for key, render in RENDERERS.items() if results.get(key)]
+    return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
 
 
-def render_markdown(results: Mapping) -> str:
-    """The benchmark's report: one section per measurement."""
-    render = {"layers": _layer_section, "training": _training_section, "compile": _compile_section,
-              "e2e": _e2e_section}
-    return render_document(f"Benchmark: {results['meta'].get('device_name', 'unknown device')}", results,
-                           [render[s](results[s]) for s in SECTIONS if results.get(s)])
+def new_results(device: torch.device, command: str, **meta: Any) -> dict:
+    """Results that start with ``meta``: the machine (with its bf16 peak), ``command``, ``meta``, the start time."""
+    return {"meta": {**describe_machine(device), "peak_bf16_tflops": peak_bf16_tflops(device), "command": command,
+                     **meta, "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "notes": []}}
 
 
 def merge_previous(results: dict, previous_json: str | Path) -> dict:
@@ -255,10 +284,9 @@ def merge_previous(results: dict, previous_json: str | Path) -> dict:
 
 
 def write_report(results: dict, out_dir: str | Path, stem: str, *, targets: Sequence[Target] = TARGETS,
-                 measure: Callable[[Mapping], Mapping] = measured_numbers,
-                 render: Callable[[Mapping], str] = render_markdown) -> tuple[Path, Path]:
-    """Judge ``targets`` by ``measure(results)`` into ``results["targets"]``; write ``render(results)``
-    to ``<stem>.md`` and ``results`` to ``<stem>.json`` (the GPU check passes its own three)."""
+                 measure: Callable[[Mapping], Mapping] = measured_numbers) -> tuple[Path, Path]:
+    """Judge ``targets`` by ``measure(results)`` into ``results["targets"]``; write the markdown to
+    ``<stem>.md`` and ``results`` to ``<stem>.json`` (the GPU check passes its own targets)."""
     results["targets"] = evaluate_targets(targets, measure(results))
     out_dir = Path(out_dir)
-    return write_text(out_dir / f"{stem}.md", render(results)), write_json(out_dir / f"{stem}.json", results)
+    return write_text(out_dir / f"{stem}.md", render_markdown(results)), write_json(out_dir / f"{stem}.json", results)

@@ -1,6 +1,4 @@
-"""Timing: zero-argument candidates interleaved in rounds (``A, B, C`` / ``C, B, A``, so that
-machine noise hits all alike; a sample times ``inner`` back-to-back calls, well above the
-timer's resolution), and commands run to completion."""
+"""Timing of zero-argument calls (CUDA work included) and of commands run to completion."""
 from __future__ import annotations
 
 import math
@@ -39,9 +37,9 @@ def calibrate_inner(fn: Callable[[], object], min_sample_s: float, device: torch
 def interleaved_timings(candidates: Mapping[str, Callable[[], object]], *, rounds: int,
                         warmup: int = 1, min_sample_s: float = 0.0,
                         device: torch.device | str = "cpu") -> dict[str, dict]:
-    """Time every candidate ``rounds`` times, interleaved, after ``warmup`` calls of each:
-    per candidate ``{"inner", "median_s", "min_s", "samples_s"}`` (seconds per call, one
-    sample per round)."""
+    """Time every candidate once per round after ``warmup`` calls of each, in the order ``A, B, C``
+    then ``C, B, A`` so that machine noise hits all alike; a sample is ``inner`` back-to-back calls
+    (:func:`calibrate_inner`). Per candidate ``{"inner", "median_s", "min_s", "samples_s"}``, seconds per call."""
     if not candidates:
         raise ValueError("interleaved_timings needs at least one candidate, got none")
     if rounds < 1 or warmup < 0:

@@ -15,7 +15,7 @@ from torch import nn
 
 import models
 from gcnn.validation import check_choice, check_int
-from repro.device import autocast, resolve_flag
+from repro.device import autocast, device_name, resolve_flag
 
 from .compile_check import dynamo_counts
 from .plain import build_plain_same_macs
@@ -23,6 +23,8 @@ from .timing import time_calls
 
 CIFAR_TRAIN_IMAGES = 50_000
 FLOP_PER_MAC_TRAIN = 6   # forward + backward ~ 3 passes of 2 FLOP per multiply-accumulate
+# Dense bf16 tensor-core peak (TFLOP/s) by a lower-case part of the GPU's name; first match wins.
+PEAK_BF16_TFLOPS = (("h200", 989.0), ("h100 pcie", 756.0), ("h100 nvl", 835.0), ("h100", 989.0))
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,12 @@ class TrainCase:
         label = " ".join(o.split("=", 1)[1] if o.startswith(("experiment=", "group=")) else o
                          for o in self.overrides)
         return f"{label} plain same-MAC" if self.network == "plain" else label
+
+
+def peak_bf16_tflops(device: torch.device) -> float | None:
+    """The GPU's dense bf16 peak from :data:`PEAK_BF16_TFLOPS`; None for a CPU or any other GPU."""
+    name = device_name(device).lower() if device.type == "cuda" else ""
+    return next((peak for part, peak in PEAK_BF16_TFLOPS if part in name), None)
 
 
 def load_case_config(case: TrainCase) -> Any:
@@ -63,17 +71,26 @@ def build_network(case: TrainCase, config: Any) -> tuple[nn.Module, float]:
     return model, m.width
 
 
-def _make_step(case: TrainCase, config: Any, device: torch.device, pool: int, seed: int,
-               compile_backend: str) -> tuple[Callable[[int], None], dict]:
-    """``run(batch)``, one training step on the next ``batch`` images of a synthetic pool, and
-    what it trains (fields of the case's row)."""
+def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warmup: int = 3,
+                 batch: int | None = None, warmup_batch: int | None = None,
+                 compile_backend: str = "inductor") -> dict:
+    """Time ``steps`` training steps of ``case`` on synthetic data after ``warmup`` untimed ones (the
+    first compiles a compiled case). ``batch`` overrides the config's batch size; ``warmup_batch`` lets a
+    slow CPU warm an eager case up on fewer images (a compiled one would compile again)."""
     from repro.train.config import build_option
     from repro.train.optim import build_optimizer
+    from repro.train.reproducible import determinism
 
-    torch.manual_seed(seed)
+    check_int("steps", steps, 1)
+    check_int("warmup", warmup, 1)
+    torch._dynamo.reset()                      # no compiled code from an earlier case
+    before = dynamo_counts()
+    config = load_case_config(case)
+    batch = batch or config.batch_size
+    torch.manual_seed(0)
     model, width = build_network(case, config)
     shape = models.default_input_shape(config.model.name)
-    info = {"width": width, "params": models.count_parameters(model), "macs_per_image": models.count_macs(model, shape)}
+    params, macs = models.count_parameters(model), models.count_macs(model, shape)
     channels_last = resolve_flag(config.channels_last, device, "channels_last")
     amp_dtype = config.amp_dtype if resolve_flag(config.amp, device, "amp") else None
     model = model.to(device).train()
@@ -85,70 +102,52 @@ def _make_step(case: TrainCase, config: Any, device: torch.device, pool: int, se
     augment = build_option("augment", config.augment)
     # as the trainer: static shapes, one graph per shape family
     train_model = torch.compile(model, backend=compile_backend, dynamic=False) if config.compile else model
-    data_x = torch.randn(pool, *shape, device=device)
-    data_y = torch.randint(0, _num_classes(config), (pool,), device=device)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    position = 0
+    data_x = torch.randn(batch * (steps + warmup), *shape, device=device)   # every step on new images
+    data_y = torch.randint(0, _num_classes(config), (len(data_x),), device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
 
-    def run(batch: int) -> None:
-        nonlocal position
-        index = (torch.arange(batch, device=device) + position) % pool
-        position = (position + batch) % pool
-        x = augment(data_x[index], generator)
+    def step(index: int, size: int) -> None:
+        """The trainer's step on ``size`` images: augment, autocast forward, float32 loss, backward, clip, update."""
+        images = slice(index * batch, index * batch + size)
+        x = augment(data_x[images], generator)
         x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         with autocast(device, amp_dtype):
             logits = train_model(x)
-        loss = F.cross_entropy(logits.float(), data_y[index], reduction="sum",
-                               label_smoothing=config.label_smoothing) / batch
+        loss = F.cross_entropy(logits.float(), data_y[images], reduction="sum",
+                               label_smoothing=config.label_smoothing) / size
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
 
-    info.update(amp_dtype=amp_dtype, channels_last=channels_last, compile=bool(config.compile),
-                compile_backend=compile_backend if config.compile else None, optimizer=type(optimizer).__name__,
-                optim={k: v for k, v in optimizer.param_groups[0].items() if k != "params"})
-    return run, info
-
-
-def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warmup: int = 3,
-                 batch: int | None = None, warmup_batch: int | None = None, seed: int = 0,
-                 compile_backend: str = "inductor") -> dict:
-    """Time ``steps`` training steps of ``case`` after ``warmup`` untimed ones (the first compiles
-    a compiled case). ``batch`` overrides the config's batch size; ``warmup_batch`` lets a slow CPU
-    warm an eager case up on fewer images (a compiled one would compile again)."""
-    from repro.train.reproducible import determinism
-
-    check_int("steps", steps, 1)
-    check_int("warmup", warmup, 1)
-    torch._dynamo.reset()                      # no compiled code from an earlier case
-    before = dynamo_counts()
-    config = load_case_config(case)
-    batch = batch or config.batch_size
-    run, info = _make_step(case, config, device, batch * (steps + warmup), seed, compile_backend)
     warm = batch if config.compile or warmup_batch is None else min(batch, warmup_batch)
     with determinism(config.deterministic):   # the trainer's cudnn flags
-        first_s = time_calls(lambda: run(warm), 1, device)
-        for _ in range(warmup - 1):
-            run(warm)
+        first_s = time_calls(lambda: step(0, warm), 1, device)
+        for index in range(1, warmup):
+            step(index, warm)
         after_warmup = dynamo_counts()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        samples = [time_calls(lambda: run(batch), 1, device) for _ in range(steps)]
+        samples = [time_calls(lambda: step(warmup + i, batch), 1, device) for i in range(steps)]
         memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     after = dynamo_counts()
-    step_s = statistics.median(samples)
+    step_s, peak = statistics.median(samples), peak_bf16_tflops(device)
+    tflops = FLOP_PER_MAC_TRAIN * macs * batch / step_s / 1e12
     return {
         "case": case.name, "overrides": list(case.overrides), "network": case.network,
         "experiment": next((o.split("=", 1)[1] for o in case.overrides if o.startswith("experiment=")), None),
         "epochs": config.epochs, "arch": config.model.name,
         "group": "plain" if case.network == "plain" else config.group.name, "mac_group": config.group.name,
-        **info, "batch": batch, "steps": steps, "warmup": warmup,
+        "width": width, "params": params, "macs_per_image": macs, "amp_dtype": amp_dtype,
+        "channels_last": channels_last, "compile": bool(config.compile),
+        "compile_backend": compile_backend if config.compile else None, "optimizer": type(optimizer).__name__,
+        "optim": {k: v for k, v in optimizer.param_groups[0].items() if k != "params"},
+        "batch": batch, "steps": steps, "warmup": warmup,
         "step_s": step_s, "step_samples_s": samples, "first_step_s": first_s,
         "compile_s": max(0.0, first_s - step_s) if config.compile else None,
         "images_per_s": batch / step_s, "epoch_s": math.ceil(CIFAR_TRAIN_IMAGES / batch) * step_s,
-        "tflops": FLOP_PER_MAC_TRAIN * info["macs_per_image"] * batch / step_s / 1e12,
+        "tflops": tflops, "percent_of_bf16_peak": None if peak is None else 100 * tflops / peak,
         "peak_memory_bytes": memory,
         "graphs": after["graphs"] - before["graphs"], "graph_breaks": after["graph_breaks"] - before["graph_breaks"],
         "recompiles": after["graphs"] - after_warmup["graphs"],
