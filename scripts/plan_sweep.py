@@ -30,6 +30,9 @@ FOLDER = "cifar_folder"
 PAPER_NETWORKS = {"allcnnc": ("z2", "p4", "p4m"), "resnet44": ("z2", "p4m")}
 TRAIN_COST_FACTOR = 3  # forward + backward ~ 3 forward passes
 ASSUMED_EFFICIENCY = 0.5  # conv training reaches about half of a large matmul's throughput (assumption)
+# How a duration is printed: (below this many seconds, unit in seconds, unit name, decimals).
+DURATION_UNITS = ((3600, 60, "min", 0), (3 * 86400, 3600, "h", 1), (2 * 365 * 86400, 86400, "days", 1),
+                  (float("inf"), 365 * 86400, "years", 1))
 
 
 @dataclass
@@ -47,9 +50,9 @@ class SweepPlan:
     equal_steps: bool = False
 
     def __post_init__(self) -> None:
+        from repro.train import config_groups
         check_choice("data", self.data, [*sorted(DATASETS), FOLDER])
         check_choice("format", self.data_format, sorted(DATASETS))
-        from repro.train import config_groups
         known = config_groups()["augment"]
         for augment in self.augments:
             check_choice("augment", augment, known)
@@ -109,13 +112,8 @@ def measure_matmul_throughput(size: int = 1024, seconds: float = 0.5) -> float:
 
 
 def _duration(seconds: float) -> str:
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    if seconds < 2 * 365 * 86400:
-        return f"{seconds / 86400:.1f} days"
-    return f"{seconds / (365 * 86400):.1f} years"
+    _, unit, name, decimals = next(row for row in DURATION_UNITS if seconds < row[0])
+    return f"{seconds / unit:.{decimals}f} {name}"
 
 
 def estimate_text(plan: SweepPlan, total_macs: int, macs_per_s: float) -> str:
@@ -149,11 +147,9 @@ def confirm(force: bool, is_tty: bool, ask: Callable[[str], str] = input) -> boo
     return ask("No GPU found. Proceed on the CPU? [y/N] ").strip().lower() in ("y", "yes")
 
 
-def recipe_epochs(arch: str) -> int | None:
-    """``epochs`` of ``experiment=paper_<arch>`` as the trainer composes it, if that recipe exists."""
-    from repro.train import compose_config, config_groups
-    if f"paper_{arch}" not in config_groups()["experiment"]:
-        return None
+def recipe_epochs(arch: str) -> int:
+    """``epochs`` of ``experiment=paper_<arch>`` as the trainer composes it."""
+    from repro.train import compose_config
     return int(compose_config([f"experiment=paper_{arch}"]).epochs)
 
 
@@ -185,7 +181,8 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
                      epochs=epochs, train_sizes=parse_train_sizes(args.train_sizes), equal_steps=args.equal_steps)
 
 
-def _parser() -> argparse.ArgumentParser:
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: print the estimate; exit 0 to go on, 1 to stop, 2 on bad arguments."""
     parser = argparse.ArgumentParser(description="Estimate a paper sweep's cost; ask before running it without a GPU.")
     parser.add_argument("--data", default="cifar10", help=f"one of {[*sorted(DATASETS), FOLDER]}")
     parser.add_argument("--format", default="cifar10", dest="data_format",
@@ -198,14 +195,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-sizes", default="full", help="comma list of training-set sizes, full = all")
     parser.add_argument("--equal-steps", action="store_true",
                         help="every size trains for the optimiser steps of the full-data run")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None, ask: Callable[[str], str] = input) -> int:
-    """CLI: print the estimate; exit 0 to go on, 1 to stop, 2 on bad arguments."""
-    args = _parser().parse_args(argv)
     try:
-        plan = plan_from_args(args)
+        plan = plan_from_args(parser.parse_args(argv))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -214,7 +205,7 @@ def main(argv: Sequence[str] | None = None, ask: Callable[[str], str] = input) -
         print(f"GPU found ({torch.cuda.get_device_name(0)}): starting {len(plan.jobs())} runs.")
         return 0
     print(estimate_text(plan, sweep_macs(plan), measure_matmul_throughput()))
-    return 0 if confirm(os.environ.get("FORCE", "") not in ("", "0"), sys.stdin.isatty(), ask) else 1
+    return 0 if confirm(os.environ.get("FORCE", "") not in ("", "0"), sys.stdin.isatty()) else 1
 
 
 if __name__ == "__main__":

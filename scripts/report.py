@@ -3,8 +3,9 @@
     python scripts/report.py multirun/demo runs/ --out results/demo/ [--wandb]
 
 Writes the tables (table.md/.csv/.tex, runs.csv, excluded.csv) and figures into --out; with --wandb
-also logs them to one wandb run in the sweep's group, offline (under --out/wandb/) unless
---wandb-mode online.
+also logs them (tables as ``wandb.Table``, PNG figures, robustness means as summary numbers) to one
+wandb run (``job_type="report"``) in the sweep's group, offline (under --out/wandb/, ``wandb sync``
+uploads them) unless --wandb-mode online.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from repro.report import DEFAULT_REFERENCE, RunFileWarning, build_report  # noqa: E402
+from repro.report.dashboard import log_report, wandb_group, wandb_project  # noqa: E402
 
 
-def _parser() -> argparse.ArgumentParser:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="run directories or sweep directories (searched at any depth)")
     parser.add_argument("--out", required=True, help="output folder, e.g. results/demo/")
@@ -26,22 +28,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--wandb", action="store_true", help="also log the report to wandb (offline by default)")
     parser.add_argument("--wandb-group", default=None,
                         help="wandb group (default: the runs' sweep_name when they all agree)")
-    parser.add_argument("--wandb-project", default=None,
-                        help="wandb project (default: the runs' logger.project, else gcnn-repro)")
     parser.add_argument("--wandb-mode", default="offline", choices=["offline", "online"],
                         help="offline (default: files under --out/wandb/, upload with `wandb sync`) or online")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RunFileWarning)  # printed below, one line each
             report = build_report(args.paths, args.out, args.reference)
         if args.wandb:
-            from repro.report.dashboard import log_report, wandb_group, wandb_project
-            group, project = wandb_group(report, args.wandb_group), wandb_project(report, args.wandb_project)
+            group, project = wandb_group(report, args.wandb_group), wandb_project(report)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -67,7 +67,8 @@ def test_recipe_epochs_come_from_the_composed_experiment_configs():
     for arch in ("allcnnc", "resnet44", "resnet26"):
         assert plan.recipe_epochs(arch) == compose_config([f"experiment=paper_{arch}"]).epochs
     assert plan.recipe_epochs("allcnnc") == 350  # Springenberg et al.'s schedule, configs/experiment/
-    assert plan.recipe_epochs("rotmnist") is None  # no paper_rotmnist preset
+    with pytest.raises(ValueError, match="experiment='paper_rotmnist' is not valid"):  # no such preset
+        plan.recipe_epochs("rotmnist")
 
 
 def test_confirm_refuses_without_gpu_and_terminal(capsys):

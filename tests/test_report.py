@@ -22,10 +22,11 @@ from repro.report.plots import (GROUP_COLORS, _size_positions, convergence_figur
 from repro.report.recipe import short_difference
 from repro.report.render import column_label, format_error
 from repro.report.table import (P4M_ELEMENTS, Crossing, convergence_summary, crossing_size, data_efficiency,
-                                robustness_summary, summarize)
+                                robustness_runs, robustness_summary, summarize)
 from repro.train.identity import identity_hash, identity_items
 
 ROOT = Path(__file__).resolve().parents[1]
+FULL_SETS = {"digits_rot": 1000, "cifar10": 50_000, "cifar100": 50_000, "cifar_folder": 50_000}  # training images
 REAL_PAPER_PRESET = recipe.paper_preset_items
 
 
@@ -81,7 +82,7 @@ def write_run(run_dir: Path, *, model: str = "allcnnc", group: str = "z2", augme
                   "best_test_error": final, "best_epoch": epochs, "final_train_loss": final / 10,
                   "params": 1000 + len(group), "macs": 50_000, "equivariance_error": equivariance,
                   "equivariance_group": "p4m" if group == "z2" else group, "config": config,
-                  "identity": identity_hash(config), "steps": epochs * 8,
+                  "identity": identity_hash(config), "steps": epochs * 8, "n_train": train_size or FULL_SETS[data],
                   "git_commit": "abc", "torch_version": "2.x", "device": "cpu", "wall_time_s": 12.0}
         if robustness is not None:
             result["robustness"] = robustness
@@ -252,19 +253,8 @@ def test_full_training_set_sits_at_its_recorded_size():
     positions, labels = _size_positions(panel)
     assert positions == {100: 100.0, 300: 300.0, None: 1437.0}
     assert labels[None] == "full\n(1437)"
-    positions, labels = _size_positions(panel.drop(columns="n_train"))
+    positions, labels = _size_positions(panel.assign(n_train=None))
     assert positions[None] == 600.0 and labels[None] == "full"
-
-
-def test_training_images_recorded_or_known(tmp_path):
-    write_run(tmp_path / "full", model="rotmnist", data="digits_rot")
-    write_run(tmp_path / "sub", model="rotmnist", data="digits_rot", train_size=100, seed=1)
-    run = write_run(tmp_path / "val", seed=2)
-    result = json.loads((run / "result.json").read_text())
-    result["config"] = {"data": {"val_size": 5000}}
-    (run / "result.json").write_text(json.dumps(result))
-    runs = collect_runs([tmp_path]).runs.set_index("seed")
-    assert runs.loc[0, "n_train"] == 1000 and runs.loc[1, "n_train"] == 100 and runs.loc[2, "n_train"] == 45_000
 
 
 def test_column_labels():
@@ -488,7 +478,7 @@ def _size_sweep(root: Path, errors: dict[str, dict]) -> None:
 
 def test_data_efficiency_y_axis_never_passes_100(tmp_path):
     _size_sweep(tmp_path, {"z2": {50: 98.5, None: 20.0}, "p4": {50: 98.0, None: 10.0}})
-    axis = data_efficiency_figure(collect_runs([tmp_path]).runs).axes[0]
+    axis = data_efficiency_figure(summarize(collect_runs([tmp_path]).runs)).axes[0]
     assert axis.get_ylim()[1] <= 100.0 and axis.get_ylim()[0] >= 0.0
 
 
@@ -522,7 +512,7 @@ def test_data_efficiency_table_and_plot_by_hand(tmp_path):
     markdown = (tmp_path / "out" / "table.md").read_text()
     assert "## Data efficiency" in markdown and "| 208 | 0.21x |" in markdown and "| ≤ 100 | ≤ 0.10x |" in markdown
     assert (tmp_path / "out" / "data_efficiency.csv").exists()
-    axis = data_efficiency_figure(report.collection.runs, report.efficiency).axes[0]
+    axis = data_efficiency_figure(report.summary, report.efficiency).axes[0]
     assert any(list(line.get_ydata()) == [20.0, 20.0] and line.get_linestyle() == "--" for line in axis.lines)
     stars = [line for line in axis.lines if line.get_marker() == "*"]
     assert sorted(float(line.get_xdata()[0]) for line in stars) == pytest.approx([100.0, 100 * 3 ** (2 / 3)])
@@ -569,7 +559,7 @@ def test_robustness_table_by_hand_and_figure(tmp_path):
 
 def test_cifar_robustness_has_only_the_p4m_panel(tmp_path):
     write_run(tmp_path / "r", robustness=_robustness(10.0, flat=False, rotations=False))
-    summary = robustness_summary(collect_runs([tmp_path]).runs)
+    summary = robustness_summary(robustness_runs(collect_runs([tmp_path]).runs))
     assert set(summary["kind"]) == {"p4m"} and len(robustness_figure(summary).axes) == 1
 
 
@@ -615,7 +605,7 @@ def test_budget_label_names_epochs_and_fixed_steps():
 
 
 def test_robustness_sizes_stay_whole_numbers_beside_full_set_runs():
-    from repro.report.table import CELL_FIELDS, robustness_runs
+    from repro.report.table import CELL_FIELDS
 
     base = {field: None for field in CELL_FIELDS} | {"path": "r", "seed": 0, "robustness": {"p4m": {"e": 10.0}}}
     runs = pd.DataFrame([base | {"train_size": 100.0}, base | {"train_size": None, "path": "s"}])

@@ -2,7 +2,7 @@
 
 :mod:`.collect` finds and loads runs, :mod:`.recipe` decides which runs are the same experiment and
 labels the variants, :mod:`.table` computes the numbers, :mod:`.render` writes Markdown/LaTeX,
-:mod:`.plots` draws the figures and :mod:`.dashboard` logs the report to wandb.
+:mod:`.plots` draws the figures; `scripts/report.py --wandb` logs the report to wandb.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class Report:
 
 
 def build_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
-                 reference_path: str | os.PathLike | None = DEFAULT_REFERENCE) -> Report:
+                 reference_path: str | os.PathLike = DEFAULT_REFERENCE) -> Report:
     """Collect the runs under ``paths`` and write into ``out_dir``: ``table.md`` (all tables),
     ``table.csv`` (one row per cell), ``table.tex``, ``runs.csv``, ``excluded.csv``, ``convergence.csv``
     and ``.png``/``.pdf``; where they apply ``data_efficiency`` and ``robustness`` ``.csv``/``.png``/``.pdf``.
@@ -49,20 +49,20 @@ def build_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
         raise ValueError(f"no runs found under {', '.join(inputs)}: expected directories holding "
                          "result.json or metrics.jsonl (single runs or Hydra multirun folders)")
     out = Path(out_dir)
-    reference = load_reference(reference_path) if reference_path is not None else None
-    summary = summarize(collection.runs, reference)
+    summary = summarize(collection.runs, load_reference(reference_path))
     convergence = convergence_summary(collection.curves)
     efficiency = data_efficiency(summary)
-    robustness = robustness_summary(collection.runs)
+    per_run_robustness = robustness_runs(collection.runs)
+    robustness = robustness_summary(per_run_robustness)
     figures = (save_figure(convergence_figure(collection.curves), out / "convergence")
-               + save_figure(data_efficiency_figure(collection.runs, efficiency), out / "data_efficiency")
+               + save_figure(data_efficiency_figure(summary, efficiency), out / "data_efficiency")
                + save_figure(robustness_figure(robustness), out / "robustness"))
     tables = {"table.md": render_markdown(summary, collection, convergence, inputs, figures, efficiency, robustness),
               "table.csv": summary.to_csv(index=False), "table.tex": render_latex(summary),
               "runs.csv": collection.runs.drop(columns=["mtime", "items", "robustness"]).to_csv(index=False),
               "excluded.csv": collection.excluded.to_csv(index=False)}
     optional = {"convergence.csv": convergence, "data_efficiency.csv": efficiency,
-                "robustness.csv": robustness_runs(collection.runs)}
+                "robustness.csv": per_run_robustness}
     tables.update({name: frame.to_csv(index=False) for name, frame in optional.items() if not frame.empty})
     files = [write_text(out / name, text) for name, text in tables.items()]
     return Report(out_dir=out, files=files + figures, collection=collection, figures=figures,

@@ -17,14 +17,11 @@ from typing import Any, Iterable
 import pandas as pd
 
 from repro.train.identity import identity_hash, identity_items
+from repro.train.run_folder import CHECKPOINT, CONFIG, METRICS, RESULT
 
 from .recipe import label_cells
 from .values import as_object, rank
 
-RESULT_FILE = "result.json"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FILE = "checkpoint.pt"
-CONFIG_FILE = "config.json"  # the trainer writes it before the first epoch
 # Display fields of every run (excluded ones too); which runs are the same experiment is decided
 # by their identity (repro.report.recipe), not by these.
 RUN_FIELDS = ("model", "group", "augment", "data", "train_size", "seed", "epochs")
@@ -37,8 +34,6 @@ RUN_COLUMNS = ["path", "status", "reason", *RUN_FIELDS, "data_format", "final_te
 EXCLUDED_COLUMNS = ["path", "status", "reason", *RUN_FIELDS]
 CURVE_KEYS = ["path", "model", "group", "augment", "data", "data_label", "train_size", "epochs", "budget", "variant",
               "recipe", "seed"]
-# Full training sets (before a validation split), for a result.json without ``n_train``.
-FULL_TRAIN_SIZES = {"digits_rot": 1000, "cifar10": 50_000, "cifar100": 50_000}
 
 
 class RunFileWarning(UserWarning):
@@ -67,7 +62,7 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
             raise ValueError(f"path {str(raw)!r} does not exist; give run directories or sweep directories")
         for dirpath, dirnames, filenames in os.walk(root.parent if root.is_file() else root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            if {RESULT_FILE, METRICS_FILE, CHECKPOINT_FILE, CONFIG_FILE} & set(filenames):
+            if {RESULT, METRICS, CHECKPOINT, CONFIG} & set(filenames):
                 found.add(Path(dirpath).resolve())
     return sorted(found)
 
@@ -84,11 +79,10 @@ def _name_of(value: Any) -> Any:
 
 def _read_metrics(run_dir: Path, messages: list[str]) -> pd.DataFrame:
     """The run's per-epoch metrics; unparseable lines are skipped with a warning."""
-    path = run_dir / METRICS_FILE
-    if not path.exists():
-        return pd.DataFrame(columns=list(METRIC_COLUMNS))
+    path = run_dir / METRICS
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
     rows, bad_lines = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -106,18 +100,18 @@ def _read_metrics(run_dir: Path, messages: list[str]) -> pd.DataFrame:
 
 def _read_result(run_dir: Path, messages: list[str]) -> tuple[dict | None, str | None]:
     """``(result, problem)``: the parsed result.json, or None and why not (no problem when absent)."""
-    path = run_dir / RESULT_FILE
+    path = run_dir / RESULT
     if not path.exists():
         return None, None
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
-        problem = None if isinstance(result, dict) else f"corrupt {RESULT_FILE} (not a JSON object)"
+        problem = None if isinstance(result, dict) else f"corrupt {RESULT} (not a JSON object)"
     except (ValueError, UnicodeDecodeError) as err:
-        result, problem = None, f"corrupt {RESULT_FILE} ({err})"
+        result, problem = None, f"corrupt {RESULT} ({err})"
     if problem is None and result.get("status") == "finished":
         missing = [key for key in REQUIRED_RESULT_KEYS if key not in result]
         if missing or not isinstance(result["config"], dict):
-            problem = f"{RESULT_FILE} lacks keys {missing}" if missing else f"{RESULT_FILE} has no config mapping"
+            problem = f"{RESULT} lacks keys {missing}" if missing else f"{RESULT} has no config mapping"
     if problem:
         _warn(messages, f"{path}: {problem}; run excluded")
         return None, problem
@@ -127,7 +121,7 @@ def _read_result(run_dir: Path, messages: list[str]) -> tuple[dict | None, str |
 def _read_planned_config(run_dir: Path) -> dict:
     """Display fields of a run without result.json, from the config the trainer wrote at its start."""
     try:
-        cfg = json.loads((run_dir / CONFIG_FILE).read_text())
+        cfg = json.loads((run_dir / CONFIG).read_text())
     except (OSError, ValueError):  # missing or unreadable: the fields stay unknown
         return {}
     data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
@@ -141,16 +135,6 @@ def _progress(metrics: pd.DataFrame, planned: Any) -> str:
     return f"reached epoch {int(metrics['epoch'].max())}{total}"
 
 
-def _training_images(result: dict) -> int | None:
-    """Number of training images: recorded, the subset size, or the full set's known size."""
-    for key in ("n_train", "train_size"):
-        if isinstance(result.get(key), int):
-            return result[key]
-    full = FULL_TRAIN_SIZES.get(_name_of(result["data"]))
-    val_size = (result["config"].get("data") or {}).get("val_size") or 0
-    return full - int(val_size) if full is not None else None
-
-
 def _load_run(run_dir: Path, messages: list[str]) -> tuple[dict, pd.DataFrame]:
     """``(record, metrics)`` of one directory; ``record["status"]`` says where it goes."""
     metrics = _read_metrics(run_dir, messages)
@@ -158,22 +142,22 @@ def _load_run(run_dir: Path, messages: list[str]) -> tuple[dict, pd.DataFrame]:
     fields = result if result is not None else _read_planned_config(run_dir)
     record: dict[str, Any] = {"path": str(run_dir), **{key: _name_of(fields.get(key)) for key in RUN_FIELDS}}
     if result is None or result.get("status") != "finished":
-        why = problem or (f"no {RESULT_FILE}" if result is None
-                          else f"status {result.get('status')!r} in {RESULT_FILE}")
+        why = problem or (f"no {RESULT}" if result is None
+                          else f"status {result.get('status')!r} in {RESULT}")
         record.update(status="corrupt" if problem else "unfinished",
                       reason=f"{why}; {_progress(metrics, record['epochs'])}")
         return record, metrics
     if not len(metrics):
-        _warn(messages, f"{run_dir / METRICS_FILE}: missing or empty; run kept in the table, "
+        _warn(messages, f"{run_dir / METRICS}: missing or empty; run kept in the table, "
                         "left out of the convergence plot")
     config = result["config"]
     items = identity_items(config)
     record.update({key: result.get(key) for key in OPTIONAL_RESULT_KEYS})
     record.update(status="finished", reason="", final_test_error=float(result["final_test_error"]),
-                  n_train=_training_images(result), items=items, identity=identity_hash(items),
+                  items=items, identity=identity_hash(items),
                   data_format=items.get("data.format"), sweep_name=config.get("sweep_name"),
                   logger_project=(config.get("logger") or {}).get("project"),
-                  mtime=(run_dir / RESULT_FILE).stat().st_mtime)
+                  mtime=(run_dir / RESULT).stat().st_mtime)
     return record, metrics
 
 
@@ -182,12 +166,10 @@ def _split_duplicates(finished: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
     if finished.empty:
         return finished, finished
     ordered = finished.sort_values(["identity", "mtime", "path"], ascending=[True, False, True])
-    newest_path = ordered.groupby("identity")["path"].transform("first")
-    is_dup = ordered["path"] != newest_path
-    duplicates = ordered[is_dup].copy()
-    duplicates["status"] = "duplicate"
-    duplicates["reason"] = ("same identity " + duplicates["identity"] + " (config and seed) as the newer run "
-                            + newest_path[is_dup])
+    is_dup = ordered.duplicated("identity")
+    newest = ordered.groupby("identity")["path"].transform("first")[is_dup]
+    duplicates = ordered[is_dup].assign(status="duplicate", reason="same identity " + ordered["identity"][is_dup]
+                                        + " (config and seed) as the newer run " + newest)
     return ordered[~is_dup], duplicates
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from . import Report
+from .render import size_text
 from .values import is_missing
 
 DEFAULT_PROJECT = "gcnn-repro"
@@ -29,13 +30,13 @@ def wandb_group(report: Report, group: str | None = None) -> str:
     return names[0]
 
 
-def wandb_project(report: Report, project: str | None = None) -> str:
-    """``project`` if given, else the runs' ``logger.project`` when they all agree, else :data:`DEFAULT_PROJECT`."""
+def wandb_project(report: Report) -> str:
+    """The runs' ``logger.project`` when they all agree, else :data:`DEFAULT_PROJECT`."""
     names = _named(report, "logger_project")
-    return project or (names[0] if len(names) == 1 else DEFAULT_PROJECT)
+    return names[0] if len(names) == 1 else DEFAULT_PROJECT
 
 
-def _table(frame: pd.DataFrame) -> Any:
+def _wandb_table(frame: pd.DataFrame) -> Any:
     """A ``wandb.Table``: numbers as float, missing as None, anything else as text."""
     import wandb
 
@@ -55,19 +56,18 @@ def log_report(report: Report, *, group: str, project: str, mode: str = "offline
                      dir=str(report.out_dir), config={"runs": len(report.collection.runs),
                                                        "excluded": len(report.collection.excluded)})
     try:
-        logged: dict[str, Any] = {"table": _table(report.summary)}
+        logged: dict[str, Any] = {"table": _wandb_table(report.summary)}
         if not report.efficiency.empty:
-            logged["data_efficiency"] = _table(report.efficiency)
+            logged["data_efficiency"] = _wandb_table(report.efficiency)
         if not report.robustness.empty:
-            logged["robustness"] = _table(report.robustness)
+            logged["robustness"] = _wandb_table(report.robustness)
         logged.update({f"figures/{path.stem}": wandb.Image(str(path))
                        for path in report.figures if path.suffix == ".png"})
         run.log(logged)
         numbers = {}  # robustness/<model>/<group>/<data>/<augment>/<size>/<budget>[/<variant>]/<kind>/<transform>
         for row in report.robustness.to_dict("records"):
-            size = "full" if is_missing(row["train_size"]) else str(row["train_size"])
-            parts = [row["model"], row["group"], row["data_label"], row["augment"], size, row["budget"],
-                     row["variant"] or None, row["kind"], row["transform"]]
+            parts = [row["model"], row["group"], row["data_label"], row["augment"], size_text(row["train_size"]),
+                     row["budget"], row["variant"] or None, row["kind"], row["transform"]]
             numbers["robustness/" + "/".join(str(p) for p in parts if p)] = float(row["mean"])
         run.summary.update(numbers)
         folder = Path(run.dir).parent

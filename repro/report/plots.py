@@ -27,13 +27,10 @@ LOG_SCALE_MIN_RATIO = 3.0  # a log y axis only when the values span more than th
 P4M_LABELS = {"e": "e", "r": "r", "r2": "r²", "r3": "r³", "m": "m", "mr": "mr", "mr2": "mr²", "mr3": "mr³"}
 
 
-def _groups(panel: pd.DataFrame) -> list:
-    return sorted(panel["group"].unique(), key=lambda group: rank(group, GROUP_ORDER))
-
-
-def _panels(table: pd.DataFrame, key: tuple[str, ...]) -> list[tuple[tuple, pd.DataFrame]]:
-    """Rows of ``table`` grouped by ``key``, in the tables' order."""
-    return list(group_rows(sort_cells(table, key), key).items())
+def _by_group(panel: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The rows of each group in ``panel``, groups in the paper's order."""
+    groups = sorted(panel["group"].unique(), key=lambda group: rank(group, GROUP_ORDER))
+    return [(group, panel[panel["group"] == group]) for group in groups]
 
 
 def _panel_title(model: str, data: str, augment: str, train_size: Any, show_size: bool,
@@ -42,14 +39,20 @@ def _panel_title(model: str, data: str, augment: str, train_size: Any, show_size
     return title + (f", {budget}" if budget else "") + (f"\n{variant}" if variant else "")
 
 
-def _panel_titles(panels: list[tuple[tuple, pd.DataFrame]], always_budget: bool) -> list[str]:
-    """Titles of :data:`PANEL_FIELDS` panels: with the size where a family has several, with the budget
-    if ``always_budget`` or where the panels differ in it."""
+def _panel_grid(table: pd.DataFrame, columns: int, size: tuple[float, float],
+                always_budget: bool) -> tuple[plt.Figure, list[tuple[Any, pd.DataFrame, str]]]:
+    """A figure with a row of ``columns`` axes (each ``size`` inches) per :data:`PANEL_FIELDS` panel of
+    ``table``, and ``(axes, panel, title)`` per row. Titles show the size where a family has several, and
+    the budget if ``always_budget`` or where the panels differ in it."""
+    panels = list(group_rows(sort_cells(table, PANEL_FIELDS), PANEL_FIELDS).items())
     sized = {key[:3] for key, _ in panels if key[3] is not None}
     show_budget = always_budget or len({key[4] for key, _ in panels}) > 1
-    return [_panel_title(model, data, augment, size, (model, data, augment) in sized,
-                         budget if show_budget else None, variant)
-            for (model, data, augment, size, budget, variant), _ in panels]
+    figure, axes = plt.subplots(len(panels), columns, figsize=(size[0] * columns, size[1] * len(panels) + 0.9),
+                                squeeze=False)
+    titles = [_panel_title(model, data, augment, train_size, (model, data, augment) in sized,
+                           budget if show_budget else None, variant)
+              for (model, data, augment, train_size, budget, variant), _ in panels]
+    return figure, [(row, panel, title) for row, (_, panel), title in zip(axes, panels, titles)]
 
 
 def _line_and_band(axis: plt.Axes, x: pd.Series, stats: pd.DataFrame, group: str, seeds: int, **style: Any) -> None:
@@ -85,14 +88,11 @@ def convergence_figure(curves: pd.DataFrame) -> plt.Figure | None:
     """Test error and train loss against epoch, a row of panels per :data:`PANEL_FIELDS`, a line per group."""
     if curves.empty:
         return None
-    panels = _panels(curves, PANEL_FIELDS)
-    figure, axes = plt.subplots(len(panels), 2, figsize=(11, 3.2 * len(panels) + 0.9), squeeze=False)
-    for row, ((_, panel), title) in enumerate(zip(panels, _panel_titles(panels, always_budget=False))):
-        for column, (name, label) in enumerate([("test_error", "test error (%, log scale)"),
-                                                ("train_loss", "train loss (cross-entropy, log scale)")]):
-            axis = axes[row, column]
-            for group in _groups(panel):
-                runs = panel[panel["group"] == group]
+    figure, rows = _panel_grid(curves, 2, (5.5, 3.2), always_budget=False)
+    for axes, panel, title in rows:
+        for axis, name, label in zip(axes, ("test_error", "train_loss"),
+                                     ("test error (%, log scale)", "train loss (cross-entropy, log scale)")):
+            for group, runs in _by_group(panel):
                 stats = runs.groupby("epoch")[name].agg(["mean", "min", "max"]).reset_index().dropna(subset=["mean"])
                 if len(stats):
                     _line_and_band(axis, stats["epoch"], stats, group, runs["path"].nunique(),
@@ -120,33 +120,21 @@ def _size_positions(panel: pd.DataFrame) -> tuple[dict, dict]:
     sizes = sorted({int(s) for s in panel["train_size"] if not is_missing(s)})
     positions, labels = {s: float(s) for s in sizes}, {s: str(s) for s in sizes}
     if panel["train_size"].map(is_missing).any():
-        known = pd.to_numeric(panel.loc[panel["train_size"].map(is_missing), "n_train"], errors="coerce") \
-            if "n_train" in panel else pd.Series(dtype=float)
-        full = float(known.dropna().iloc[0]) if known.notna().any() else 2.0 * max(sizes or [1])
+        known = pd.to_numeric(panel.loc[panel["train_size"].map(is_missing), "n_train"], errors="coerce").dropna()
+        full = float(known.iloc[0]) if len(known) else 2.0 * max(sizes or [1])
         positions[None] = full
-        labels[None] = f"full\n({int(full)})" if known.notna().any() else "full"
+        labels[None] = f"full\n({int(full)})" if len(known) else "full"
     return positions, labels
 
 
-def _draw_size_curve(axis: plt.Axes, runs: pd.DataFrame, group: str, positions: dict) -> None:
-    key = runs["train_size"].map(lambda s: -1 if is_missing(s) else int(s))
-    stats = runs.assign(size=key).groupby("size")["final_test_error"].agg(["mean", "min", "max", "count"])
-    stats.index = [positions[None if size == -1 else size] for size in stats.index]
-    stats = stats.sort_index(kind="stable")
-    seeds = f"n≤{stats['count'].max()}" if stats["count"].nunique() > 1 else f"n={stats['count'].max()}"
-    axis.errorbar(stats.index, stats["mean"], yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
-                  color=GROUP_COLORS.get(group, "black"), marker=GROUP_MARKERS.get(group, "o"), capsize=3,
-                  linewidth=1.8, label=f"{group} ({seeds})")
-
-
-def _draw_z2_level(axis: plt.Axes, panel: pd.DataFrame, rows: pd.DataFrame | None) -> None:
+def _draw_z2_level(axis: plt.Axes, panel: pd.DataFrame, crossings: pd.DataFrame | None) -> None:
     """Dashed line at the z2 full-data mean error; a star at each G-CNN's crossing."""
-    z2_full = panel[(panel["group"] == "z2") & panel["train_size"].map(is_missing)]["final_test_error"]
+    z2_full = panel[(panel["group"] == "z2") & panel["train_size"].map(is_missing)]["test_error_mean"]
     if z2_full.empty:
         return
     level = float(z2_full.mean())
     axis.axhline(level, color=GROUP_COLORS["z2"], linestyle="--", linewidth=1.0, label=f"z2, full data ({level:.2f}%)")
-    crossings = [r for r in ([] if rows is None else rows.to_dict("records"))
+    crossings = [r for r in ([] if crossings is None else crossings.to_dict("records"))
                  if not is_missing(r["size_at_z2_full_error"])]
     for stack, row in enumerate(crossings):  # labels stacked upwards, so close crossings stay readable
         size, color = float(row["size_at_z2_full_error"]), GROUP_COLORS.get(row["group"], "black")
@@ -159,19 +147,25 @@ def _draw_z2_level(axis: plt.Axes, panel: pd.DataFrame, rows: pd.DataFrame | Non
                       fontsize=8, fontweight="bold")
 
 
-def data_efficiency_figure(runs: pd.DataFrame, efficiency: pd.DataFrame | None = None) -> plt.Figure | None:
-    """Final test error against training-set size (log x), a panel per :data:`FAMILY_FIELDS` with two or
-    more sizes, a line per group, z2's full-data error dashed and a star where each G-CNN reaches it."""
-    panels = [(key, panel) for key, panel in _panels(runs, FAMILY_FIELDS)
-              if len(set(panel["train_size"].map(lambda s: -1 if is_missing(s) else s))) > 1]
+def data_efficiency_figure(summary: pd.DataFrame, efficiency: pd.DataFrame | None = None) -> plt.Figure | None:
+    """Final test error against training-set size (log x) from the cells of a :func:`~.table.summarize`,
+    a panel per :data:`FAMILY_FIELDS` with two or more sizes, a line per group (bars = min-max over
+    seeds), z2's full-data error dashed and a star where each G-CNN reaches it."""
+    panels = [(key, panel) for key, panel in group_rows(sort_cells(summary, FAMILY_FIELDS), FAMILY_FIELDS).items()
+              if len(set(panel["train_size"])) > 1]
     if not panels:
         return None
     crossings = {} if efficiency is None or efficiency.empty else group_rows(efficiency, FAMILY_FIELDS)
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.6), squeeze=False)
     for axis, (key, panel) in zip(axes[0], panels):
         positions, labels = _size_positions(panel)
-        for group in _groups(panel):
-            _draw_size_curve(axis, panel[panel["group"] == group], group, positions)
+        for group, cells in _by_group(panel):
+            cells = cells.assign(x=[positions[size] for size in cells["train_size"]]).sort_values("x", kind="stable")
+            mean, seeds = cells["test_error_mean"], cells["n"]
+            count = f"n≤{seeds.max()}" if seeds.nunique() > 1 else f"n={seeds.max()}"
+            axis.errorbar(cells["x"], mean, yerr=[mean - cells["test_error_min"], cells["test_error_max"] - mean],
+                          color=GROUP_COLORS.get(group, "black"), marker=GROUP_MARKERS.get(group, "o"), capsize=3,
+                          linewidth=1.8, label=f"{group} ({count})")
         _draw_z2_level(axis, panel, crossings.get(key))
         axis.set_xscale("log")
         ticks: dict[float, str] = {}
@@ -194,16 +188,11 @@ def robustness_figure(summary: pd.DataFrame) -> plt.Figure | None:
     if summary.empty:
         return None
     kinds = [kind for kind in KINDS if kind in set(summary["kind"])]
-    panels = _panels(summary, PANEL_FIELDS)
-    figure, axes = plt.subplots(len(panels), len(kinds), figsize=(6.5 * len(kinds), 3.4 * len(panels) + 0.9),
-                                squeeze=False)
-    for row, ((_, panel), title) in enumerate(zip(panels, _panel_titles(panels, always_budget=True))):
-        for column, kind in enumerate(kinds):
-            axis = axes[row, column]
-            for group in _groups(panel):
-                stats = panel[(panel["group"] == group) & (panel["kind"] == kind)].sort_values("order")
-                if len(stats):
-                    _line_and_band(axis, stats["order"], stats, group, int(stats["n"].max()), markersize=4)
+    figure, rows = _panel_grid(summary, len(kinds), (6.5, 3.4), always_budget=True)
+    for axes, panel, title in rows:
+        for axis, kind in zip(axes, kinds):
+            for group, stats in _by_group(panel[panel["kind"] == kind].sort_values("order")):
+                _line_and_band(axis, stats["order"], stats, group, int(stats["n"].max()), markersize=4)
             lines = panel[panel["kind"] == kind].drop_duplicates("order").sort_values("order")
             step = max(1, len(lines) // 12)
             axis.set_xticks(list(lines["order"])[::step],

@@ -16,16 +16,15 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from repro.train.identity import identity_hash, identity_items
+from repro.train.identity import identity_diff, identity_hash, identity_items
 
-from .values import is_missing
+from .values import group_rows, is_missing
 
 # Keys shown by the table's layout (row, column, section) rather than in a variant label;
 # the budget keys are shown in the Budget column.
 LAYOUT_KEYS = ("seed", "model.name", "group.name", "augment.name", "data.name", "data.train_size")
 BUDGET_KEYS = ("epochs", "steps_per_epoch")
 CIFAR_FORMAT_CLASSES = {"cifar10": 10, "cifar100": 100}
-_ABSENT = object()
 
 
 def recipe_items(items: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,11 +52,6 @@ def format_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def differing_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """Sorted keys whose values differ between ``a`` and ``b`` (a key absent from one differs)."""
-    return sorted(k for k in set(a) | set(b) if a.get(k, _ABSENT) != b.get(k, _ABSENT))
-
-
 def short_difference(keys: list[str], limit: int = 3) -> str:
     """``optim.lr, epochs, data.preprocess +2 more``."""
     named = ", ".join(keys[:limit])
@@ -77,17 +71,14 @@ def _describe(items: Mapping[str, Any], keys: list[str]) -> list[str]:
 
 def _disambiguate(cells: pd.DataFrame, labels: dict[str, str], items: dict[str, dict]) -> None:
     """Cells that would share a table slot get the keys that tell them apart appended."""
-    slot = ["data_label", "model", "group", "augment", "train_size", "budget"]
-    by_slot: dict[tuple, list[str]] = {}
-    for recipe, row in zip(cells["recipe"], cells[slot].itertuples(index=False, name=None)):
-        key = tuple(None if is_missing(v) else v for v in row) + (labels[recipe],)
-        by_slot.setdefault(key, []).append(recipe)
-    for recipes in by_slot.values():
+    slot = ("data_label", "model", "group", "augment", "train_size", "budget", "label")
+    for same_slot in group_rows(cells.assign(label=cells["recipe"].map(labels)), slot).values():
+        recipes = list(same_slot["recipe"])
         if len(recipes) < 2:
             continue
         shown = [_variant_items(items[r]) | {k: items[r][k] for k in BUDGET_KEYS if k in items[r]}
                  for r in recipes]
-        differ = sorted({k for a in shown for b in shown for k in differing_keys(a, b)})
+        differ = sorted({k for a in shown for b in shown for k in identity_diff(a, b)})
         for recipe, its in zip(recipes, shown):
             labels[recipe] = ", ".join(filter(None, [labels[recipe], *_describe(its, differ)]))
 
@@ -107,7 +98,7 @@ def label_cells(runs: pd.DataFrame) -> pd.DataFrame:
         runs_per_id = Counter(ids)
         base = shown[ids.index(min(runs_per_id, key=lambda v: (-runs_per_id[v], v)))]  # most runs; ties by id
         for recipe, its in zip(family["recipe"], shown):
-            labels[recipe] = ", ".join(_describe(its, [k for k in differing_keys(its, base) if k in its]))
+            labels[recipe] = ", ".join(_describe(its, [k for k in identity_diff(its, base) if k in its]))
     _disambiguate(runs.drop_duplicates("recipe"), labels, items)
     runs["variant"] = runs["recipe"].map(labels)
     return runs
@@ -132,6 +123,6 @@ def paper_match(items: Mapping[str, Any], preset: Any, group: str, augment: str,
     except Exception as err:  # noqa: BLE001 - any failure to compose is reported as such
         return "(preset unavailable)", f"paper preset experiment={preset} cannot be composed ({err})"
     ours = recipe_items(items)
-    keys = differing_keys(ours, paper)
+    keys = list(identity_diff(ours, paper))
     return ", ".join(keys), "; ".join(f"{key}={format_value(ours.get(key, '–'))} "
                                       f"(paper {format_value(paper.get(key, '–'))})" for key in keys)

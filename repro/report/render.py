@@ -4,9 +4,8 @@ and training-set size, the paper's number and the difference beside ours)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import pandas as pd
 
@@ -95,6 +94,11 @@ def column_label(data: str, augment: str, train_size: Any = None, show_size: boo
     return base
 
 
+def size_text(train_size: Any) -> str:
+    """``100``, or ``full`` for the whole training set."""
+    return "full" if is_missing(train_size) else str(int(train_size))
+
+
 def format_number(value: float, spec: str = ".2f") -> str:
     """``value`` in the format ``spec``; ``–`` when missing."""
     return "–" if is_missing(value) else format(value, spec)
@@ -122,8 +126,7 @@ def has_variants(table: pd.DataFrame) -> bool:
     return table["variant"].fillna("").astype(bool).any()
 
 
-@dataclass
-class Section:
+class Section(NamedTuple):
     """One data set's table in the paper's layout, as display strings."""
 
     data: str
@@ -140,13 +143,9 @@ def _condition_cells(cell: pd.DataFrame | None, with_paper: bool) -> list[str]:
     cell = cell.iloc[0]
     paper = []
     if with_paper:
-        keys = cell["paper_recipe_keys"]
-        if is_missing(keys):
-            delta = "–"
-        elif keys:
-            delta = "recipe ≠ paper: " + short_difference(keys.split(", ") if not keys.startswith("(") else [keys])
-        else:
-            delta = format_number(cell["diff_vs_paper"], "+.2f")
+        keys = cell["paper_recipe_keys"]  # "" for the paper preset, missing without a paper number
+        delta = format_number(cell["diff_vs_paper"], "+.2f") if is_missing(keys) or not keys \
+            else "recipe ≠ paper: " + short_difference(keys.split(", "))
         paper = [format_number(cell["paper_test_error"]), delta]
     return [format_error(cell["test_error_mean"], cell["test_error_std"], cell["n"]), *paper,
             format_number(cell["equivariance_error_mean"], ".1e")]
@@ -197,22 +196,19 @@ def _per_run_rows(runs: pd.DataFrame, root: str) -> list[list[str]]:
         equiv = format_number(run.get("equivariance_error"), ".1e")
         if not is_missing(run.get("equivariance_group")):
             equiv += f" ({run['equivariance_group']})"
-        size = "full" if is_missing(run["train_size"]) else run["train_size"]
-        wall = format_number(run.get("wall_time_s"), ".0f")
         steps = "–" if is_missing(run.get("steps")) else int(run["steps"])
         rows.append([_relative(run["path"], root), network_name(run["model"]), run["group"], run["data_label"],
-                     run["augment"], size, run["budget"], run["variant"] or "–", run["seed"], steps,
-                     format_number(run["final_test_error"]), best, equiv, format_params(run.get("params")),
-                     format_params(run.get("macs")), wall, run["identity"]])
+                     run["augment"], size_text(run["train_size"]), run["budget"], run["variant"] or "–", run["seed"],
+                     steps, format_number(run["final_test_error"]), best, equiv, format_params(run.get("params")),
+                     format_params(run.get("macs")), format_number(run.get("wall_time_s"), ".0f"), run["identity"]])
     return rows
 
 
 def _excluded_rows(excluded: pd.DataFrame, root: str) -> list[list[str]]:
     rows = []
     for run in excluded.to_dict("records"):
-        known = not is_missing(run["model"])
         identity = "/".join("?" if is_missing(run[k]) else str(run[k]) for k in ("model", "group", "data", "augment"))
-        size = ("full" if is_missing(run["train_size"]) else run["train_size"]) if known else "?"
+        size = "?" if is_missing(run["model"]) else size_text(run["train_size"])
         seed = "?" if is_missing(run["seed"]) else run["seed"]
         rows.append([_relative(run["path"], root), run["status"], identity, size, seed, run["reason"]])
     return rows
@@ -259,11 +255,11 @@ def _robustness_markdown(robustness: pd.DataFrame) -> str:
         rows = []
         for _, cell in table.groupby("recipe", sort=False):
             first = cell.iloc[0]
-            size = "full" if is_missing(first["train_size"]) else str(int(first["train_size"]))
             by_name = {row["transform"]: format_error(row["mean"], row["std"], row["n"])
                        for _, row in cell.iterrows()}
-            rows.append([network_name(first["model"]), first["group"], first["data_label"], first["augment"], size,
-                         first["budget"], *([first["variant"] or "–"] if any_variant else [])]
+            rows.append([network_name(first["model"]), first["group"], first["data_label"], first["augment"],
+                         size_text(first["train_size"]), first["budget"]]
+                        + ([first["variant"] or "–"] if any_variant else [])
                         + [by_name.get(name, "–") for name in transforms])
         parts.append(f"### Test set transformed by: {KINDS.get(kind, kind)}\n\n" + markdown_table(header, rows))
     return "\n".join(parts)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import pandas as pd
 
@@ -64,9 +63,9 @@ def _summarize_cell(cell: pd.DataFrame, paper: dict) -> dict:
     row = {key: first[key] for key in CELL_FIELDS}
     full_set = is_missing(row["train_size"])
     ref = paper.get((row["model"], row["group"], row["data"], row["augment"])) if full_set else None
-    keys = described = None
-    if ref is not None:
-        keys, described = paper_match(first["items"], ref.get("preset"), row["group"], row["augment"], row["data"])
+    keys, described = (None, None) if ref is None else \
+        paper_match(first["items"], ref.get("preset"), row["group"], row["augment"], row["data"])
+    ref = ref or {"test_error": math.nan, "params": math.nan, "source": None}
     params, n_train = _unique(cell["params"]), _unique(cell["n_train"])
     row.update(
         n=len(errors), seeds=",".join(str(s) for s in cell["seed"]), n_train=n_train[0] if len(n_train) == 1 else None,
@@ -74,9 +73,8 @@ def _summarize_cell(cell: pd.DataFrame, paper: dict) -> dict:
         test_error_max=errors.max(), params=params[0] if len(params) == 1 else ("/".join(map(str, params)) or None),
         equivariance_error_mean=pd.to_numeric(cell["equivariance_error"], errors="coerce").mean(),
         equivariance_group=",".join(map(str, _unique(cell["equivariance_group"]))) or None,
-        paper_test_error=ref["test_error"] if ref is not None else math.nan,
-        paper_params=ref["params"] if ref is not None else math.nan,
-        paper_source=ref["source"] if ref is not None else None, paper_recipe_keys=keys, paper_recipe_diff=described,
+        paper_test_error=ref["test_error"], paper_params=ref["params"], paper_source=ref["source"],
+        paper_recipe_keys=keys, paper_recipe_diff=described,
         diff_vs_paper=errors.mean() - ref["test_error"] if keys == "" else math.nan)
     return row
 
@@ -145,8 +143,7 @@ def convergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
     return sort_cells(summary, ("model", "data_label", "augment", "train_size", "budget", "variant", "group"))
 
 
-@dataclass(frozen=True)
-class Crossing:
+class Crossing(NamedTuple):
     """Where an error curve reaches a target: ``between``, ``at_smallest`` or ``not_reached`` (``size`` None)."""
 
     kind: str
@@ -237,9 +234,9 @@ def robustness_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def robustness_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per cell, kind and transformation: ``n``, ``mean``, ``std``, ``min`` and ``max`` over seeds."""
-    long = robustness_runs(runs)
+def robustness_summary(long: pd.DataFrame) -> pd.DataFrame:
+    """Per cell, kind and transformation of a :func:`robustness_runs` table: ``n``, ``mean``, ``std``, ``min``
+    and ``max`` over seeds."""
     columns = [*CELL_FIELDS, "kind", "transform", "order", "n", "mean", "std", "min", "max"]
     if long.empty:
         return pd.DataFrame(columns=columns)
