@@ -46,6 +46,15 @@ def test_compose_config_is_hydras_compose():
     assert OmegaConf.to_container(compose_config(overrides), resolve=True) == expected
 
 
+@pytest.mark.parametrize("plain", [{}, {"optim": {"name": "sgd", "lr": 0.1}, "schedule": {"name": "step"}}])
+def test_a_plain_dict_is_the_same_experiment_as_its_hydra_composition(plain):
+    from repro.train.config import TrainConfig
+    overrides = [f"{section}={v['name']}" for section, v in plain.items()] + ["optim.lr=0.1"] * ("optim" in plain)
+    composed = to_dict(load_config(compose_config(overrides)))
+    for config in (plain, TrainConfig(**{k: dict(v) for k, v in plain.items()})):
+        assert identity_diff(to_dict(load_config(config)), composed) == {}
+
+
 def test_paper_recipes():
     allcnnc = load_config(compose_config(["experiment=paper_allcnnc"]))
     assert (allcnnc.model.name, allcnnc.data["name"], allcnnc.optim["name"], allcnnc.optim["lr"],

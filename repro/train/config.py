@@ -85,10 +85,9 @@ class TrainConfig:
     augment: dict = field(default_factory=lambda: {"name": "none"})
     model: ModelConfig = field(default_factory=ModelConfig)
     group: GroupConfig = field(default_factory=GroupConfig)
-    optim: dict = field(default_factory=lambda: {"name": "adam", "_target_": "torch.optim.Adam", "lr": 1e-3})
-    schedule: dict = field(default_factory=lambda: {"name": "constant",
-                                                    "_target_": "repro.train.schedules.constant"})
-    logger: dict = field(default_factory=lambda: {"name": "csv", "_target_": "repro.train.loggers.CsvLogger"})
+    optim: dict = field(default_factory=lambda: {"name": "adam"})  # the other keys: from its YAML
+    schedule: dict = field(default_factory=lambda: {"name": "constant"})
+    logger: dict = field(default_factory=lambda: {"name": "csv"})
     seed: int = 0
     epochs: int = 30
     steps_per_epoch: int | None = None
@@ -121,22 +120,22 @@ def load_config(cfg: Any) -> TrainConfig:
     Missing keys take the defaults above (``data``: those of ``DataConfig``); an option given by
     ``name`` alone (``{"optim": {"name": "sgd", "lr": 0.1}}``) takes the other keys of its YAML."""
     if isinstance(cfg, TrainConfig):
-        config = dataclasses.replace(cfg)
-    else:
-        values = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf is not None and OmegaConf.is_config(v)
-                  else v for k, v in cfg.items() if k != "hydra"}
-        _known_keys(TrainConfig, values, "")
-        for section in set(RUNTIME_ARGUMENTS) & set(values):
-            option = values[section] or {}
-            path = CONFIG_DIR / section / f"{option.get('name')}.yaml"
-            if "_target_" not in option and path.exists():  # what Hydra's composition would give
-                import yaml
-                option = {**(yaml.safe_load(path.read_text()) or {}), **option}
-            values[section] = option
-        for name, cls in (("model", ModelConfig), ("group", GroupConfig)):
-            _known_keys(cls, values.get(name) or {}, f"{name}.")
-            values[name] = cls(**(values.get(name) or {}))
-        config = TrainConfig(**values)
+        cfg = dataclasses.asdict(cfg)
+    values = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf is not None and OmegaConf.is_config(v)
+              else v for k, v in cfg.items() if k != "hydra"}
+    _known_keys(TrainConfig, values, "")
+    defaults = TrainConfig()
+    for section in RUNTIME_ARGUMENTS:  # given or default, an option named alone gets what Hydra would give
+        option = values.get(section) or getattr(defaults, section)
+        path = CONFIG_DIR / section / f"{option.get('name')}.yaml"
+        if "_target_" not in option and path.exists():
+            import yaml
+            option = {**(yaml.safe_load(path.read_text()) or {}), **option}
+        values[section] = option
+    for name, cls in (("model", ModelConfig), ("group", GroupConfig)):
+        _known_keys(cls, values.get(name) or {}, f"{name}.")
+        values[name] = cls(**(values.get(name) or {}))
+    config = TrainConfig(**values)
     validate(config)
     from repro.data import DataConfig
     config.data = dataclasses.asdict(DataConfig(**config.data))  # every field, defaults filled in
