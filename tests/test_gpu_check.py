@@ -21,13 +21,10 @@ def cli():
 
 @pytest.fixture(scope="module")
 def dry_report(tmp_path_factory) -> tuple[Path, dict]:
-    """One dry run of the whole check (module scope: it takes seconds); threads restored."""
-    out = tmp_path_factory.mktemp("gpu_check")
-    threads = torch.get_num_threads()
-    try:
-        assert load_script("gpu_check").main(["--dry", "--out", str(out)]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    """One dry run of the whole check (module scope: it takes seconds); it gives the threads back."""
+    out, threads = tmp_path_factory.mktemp("gpu_check"), torch.get_num_threads()
+    assert load_script("gpu_check").main(["--dry", "--out", str(out)]) == 0
+    assert torch.get_num_threads() == threads
     return out, json.loads((out / "cpu-dry.json").read_text())
 
 

@@ -15,14 +15,13 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from repro.device import device_slug, resolve_device
+from repro.device import REPO_ROOT, device_slug, resolve_device
 
 from .compile_check import dynamo_counts
 from .report import PLAIN_SPEED_LIMIT, Measured, Target, new_results, worst, write_report
 from .timing import time_command
 from .training import TrainCase, add_speed_vs_plain, experiment_cases, load_case_config, measure_cases
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("tests", "runs", "bench")  # in this order: the slow compiled cases come last
 # `make reproduce-table`: the groups of each experiment, x 2 augmentations (none, crop_flip) x 3 seeds.
 REPRODUCE_TABLE = {"paper_allcnnc": ("z2", "p4", "p4m"), "paper_resnet44": ("z2", "p4m")}
@@ -110,7 +109,8 @@ def two_epoch_runs(opts: CheckOptions, device: torch.device, log: Callable[[str]
     """Two-epoch p4m runs of every experiment through ``repro.train.run`` on a synthetic CIFAR10-format
     folder of ``opts.run_images`` training images, those in ``opts.run_compiled`` with compile=true."""
     from repro.data import write_cifar_folder
-    from repro.train import compose_config, run
+    from repro.train import compose_config, load_config, run
+    from repro.train.run_folder import METRICS
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="gcnn-gpu-check-") as tmp:
@@ -122,16 +122,18 @@ def two_epoch_runs(opts: CheckOptions, device: torch.device, log: Callable[[str]
                          "data.verify_checksums=false", "logger=none", "epochs=2", f"device={device}",
                          *opts.run_overrides, *(["compile=true"] if experiment in opts.run_compiled else [])]
             torch._dynamo.reset()
-            before, start, error, result = dynamo_counts(), time.perf_counter(), None, {}
+            before, start, error, result, compiled = dynamo_counts(), time.perf_counter(), None, {}, False
             try:
-                result = run(compose_config(overrides), run_dir=root / experiment)
+                config = load_config(compose_config(overrides))
+                compiled = config.compile  # as composed: compile=True or a preset's own flag count too
+                result = run(config, run_dir=root / experiment)
             except Exception as exc:  # noqa: BLE001 - a failed run is a measured outcome, reported with its error
                 error = f"{type(exc).__name__}: {exc}"
-            after, metrics = dynamo_counts(), root / experiment / "metrics.jsonl"
+            after, metrics = dynamo_counts(), root / experiment / METRICS
             history = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()
                        if line.strip()] if metrics.exists() else []
             rows.append({"experiment": experiment, "overrides": overrides, "ok": error is None, "error": error,
-                         "wall_s": time.perf_counter() - start, "compile": "compile=true" in overrides,
+                         "wall_s": time.perf_counter() - start, "compile": compiled,
                          "epoch_time_s": [h.get("epoch_time_s") for h in history],
                          "images_per_s": [h.get("images_per_s") for h in history],
                          "final_test_error": result.get("final_test_error"),
@@ -170,10 +172,18 @@ def run_check(opts: CheckOptions, out_dir: str | Path, command: str,
               log: Callable[[str], None] = print) -> dict:
     """Run the parts of ``opts`` and write ``<out_dir>/<device slug>[-dry].md`` and ``.json``
     after each step, so a run cut short still leaves its numbers."""
-    start = time.perf_counter()
+    start, threads = time.perf_counter(), torch.get_num_threads()
     device = resolve_device(opts.device)
     if opts.dry:     # toy sizes on a shared CPU: more threads only wait on each other
         torch.set_num_threads(1)
+    try:
+        return _run_parts(opts, device, out_dir, command, log, start)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_parts(opts: CheckOptions, device: torch.device, out_dir: str | Path, command: str,
+               log: Callable[[str], None], start: float) -> dict:
     results = new_results(device, command, title="GPU check", dry=opts.dry, options=asdict(opts),
                           experiments=list(EXPERIMENTS))
     results["crashed"] = {}
@@ -206,8 +216,10 @@ def run_check(opts: CheckOptions, out_dir: str | Path, command: str,
             add_speed_vs_plain(rows)
             save()
 
-    for part, body in (("tests", tests), ("runs", runs), ("bench", bench)):
+    bodies = {"tests": tests, "runs": runs, "bench": bench}
+    for part in PARTS:
         if part in opts.parts:
+            body = bodies[part]
             try:
                 body()
             except Exception as exc:  # noqa: BLE001 - one crashed part must not cost the others' numbers
