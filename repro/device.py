@@ -13,20 +13,30 @@ from typing import Any, ContextManager
 
 import torch
 
+from torch import nn
+
 from gcnn.validation import check_choice, invalid
 
-__all__ = ["AMP_DTYPES", "resolve_device", "resolve_flag", "autocast", "cpu_model", "device_name", "device_slug",
-           "git_commit", "describe_machine"]
+__all__ = ["AMP_DTYPES", "AUTO_FLAGS", "check_device_name", "resolve_device", "resolve_flag", "autocast",
+           "to_channels_last", "forward_in_layout", "cpu_model", "device_name", "device_slug", "git_commit",
+           "describe_machine"]
 
 AMP_DTYPES = ("bfloat16", "float16")
+AUTO_FLAGS = ("auto", True, False)  # a flag that is "auto": on for CUDA only
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def check_device_name(name: Any) -> str:
+    """``name`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ValueError naming it otherwise."""
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise invalid("device", name, "one of 'auto', 'cpu', 'cuda', 'cuda:N'")
+    return name
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` (= ``cuda:<local_rank>``) or ``"cuda:N"``
     as a device; ValueError naming the value for anything else, and for CUDA on a machine without it."""
-    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
-        raise invalid("device", name, "one of 'auto', 'cpu', 'cuda', 'cuda:N'")
+    check_device_name(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
@@ -39,7 +49,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def resolve_flag(value: Any, device: torch.device, name: str = "flag") -> bool:
     """A config's ``"auto"`` (on for CUDA only), ``True`` or ``False`` as a bool; ``name`` is the
     config key named in the error."""
-    check_choice(name, value, ["auto", True, False])
+    check_choice(name, value, AUTO_FLAGS)
     return device.type == "cuda" if value == "auto" else value
 
 
@@ -50,6 +60,21 @@ def autocast(device: torch.device, dtype: str | None) -> ContextManager:
         return nullcontext()
     check_choice("amp_dtype", dtype, ["none", *AMP_DTYPES])
     return torch.autocast(device_type=device.type, dtype=getattr(torch, dtype))
+
+
+def to_channels_last(module: nn.Module) -> nn.Module:
+    """Store every 4-D parameter (the conv banks) channels_last, in place; returns ``module``."""
+    for p in module.parameters():
+        if p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=torch.channels_last)
+    return module
+
+
+def forward_in_layout(model: nn.Module, x: torch.Tensor, amp_dtype: str | None, channels_last: bool) -> torch.Tensor:
+    """``model(x)`` under ``x``'s autocast, ``x`` in one memory layout for every batch (a rotated or
+    flipped batch has other strides, which would make a compiled model recompile)."""
+    with autocast(x.device, amp_dtype):
+        return model(x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format))
 
 
 def cpu_model() -> str:

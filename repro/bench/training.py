@@ -15,7 +15,7 @@ from torch import nn
 
 import models
 from gcnn.validation import check_choice, check_int
-from repro.device import autocast, device_name, resolve_flag
+from repro.device import device_name, forward_in_layout, resolve_flag, to_channels_last
 
 from .compile_check import dynamo_counts
 from .plain import build_plain_same_macs
@@ -95,9 +95,7 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
     amp_dtype = config.amp_dtype if resolve_flag(config.amp, device, "amp") else None
     model = model.to(device).train()
     if channels_last:                        # as the trainer: 4-D parameters and the input batch
-        for p in model.parameters():
-            if p.dim() == 4:
-                p.data = p.data.contiguous(memory_format=torch.channels_last)
+        to_channels_last(model)
     optimizer = build_optimizer(model.parameters(), config.optim)
     augment = build_option("augment", config.augment)
     # as the trainer: static shapes, one graph per shape family
@@ -109,10 +107,7 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
     def step(index: int, size: int) -> None:
         """The trainer's step on ``size`` images: augment, autocast forward, float32 loss, backward, clip, update."""
         images = slice(index * batch, index * batch + size)
-        x = augment(data_x[images], generator)
-        x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        with autocast(device, amp_dtype):
-            logits = train_model(x)
+        logits = forward_in_layout(train_model, augment(data_x[images], generator), amp_dtype, channels_last)
         loss = F.cross_entropy(logits.float(), data_y[images], reduction="sum",
                                label_smoothing=config.label_smoothing) / size
         optimizer.zero_grad(set_to_none=True)

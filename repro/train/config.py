@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from gcnn.validation import check_choice, check_int, check_number, invalid
-from repro.device import AMP_DTYPES
+from repro.device import AMP_DTYPES, AUTO_FLAGS, check_device_name
 
 from .identity import identity_hash, recorded_config
 
@@ -25,7 +25,6 @@ __all__ = ["ConfigError", "ModelConfig", "GroupConfig", "TrainConfig", "CONFIG_D
            "compose_config", "load_config", "validate", "to_dict", "build_option"]
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-AUTO_FLAGS = ("auto", True, False)
 WANDB_MODES = ("offline", "online", "disabled")
 # What the trainer passes to each section's builder at run time (never set in a YAML).
 RUNTIME_ARGUMENTS = {"augment": ("name",), "optim": ("params",), "schedule": ("steps_per_epoch", "epochs"),
@@ -216,8 +215,7 @@ def validate(config: TrainConfig) -> None:
             check_number("grad_clip", config.grad_clip, 0, strict=True)
         for key in ("deterministic", "compile", "bn_recalibration", "robustness"):
             check_choice(key, getattr(config, key), (True, False))
-        if not (config.device in ("auto", "cpu", "cuda") or str(config.device).startswith("cuda:")):
-            raise invalid("device", config.device, "one of ['auto', 'cpu', 'cuda', 'cuda:N']")
+        check_device_name(config.device)
         _known_keys(DataConfig, config.data, "data.")
         DataConfig(**config.data).validate()
     except ValueError as error:  # gcnn.validation's and the data's errors, as one config error

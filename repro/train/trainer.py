@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 import models
-from repro.device import autocast, describe_machine, resolve_flag
+from repro.device import describe_machine, forward_in_layout, resolve_flag, to_channels_last
 from repro.io import write_json, write_text
 
 from . import distributed
@@ -86,9 +86,7 @@ def setup(config: TrainConfig, ctx: DistContext) -> RunState:
                                 width=config.model.width, **dict(config.model.overrides)).to(device)
     params, macs = models.count_parameters(module), models.count_macs(module, tuple(train[0].shape[1:]))
     if channels_last:
-        for p in module.parameters():
-            if p.dim() == 4:
-                p.data = p.data.contiguous(memory_format=torch.channels_last)
+        to_channels_last(module)
     train_model = eval_model = module
     if ctx.distributed:  # batch norm over the global batch, gradients averaged by DDP
         module = eval_model = distributed.convert_sync_batchnorm(module, device)
@@ -258,11 +256,8 @@ class Trainer:
             print(message, flush=True)
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``model(x)`` under the run's autocast, ``x`` in one memory layout for every batch (a rotated
-        or flipped batch has other strides, which would make a compiled model recompile)."""
-        layout = torch.channels_last if self.state.channels_last else torch.contiguous_format
-        with autocast(self.device, self.state.amp_dtype):
-            return model(x.contiguous(memory_format=layout))
+        """``model(x)`` in the run's precision and memory layout."""
+        return forward_in_layout(model, x, self.state.amp_dtype, self.state.channels_last)
 
     def reduce_totals(self, totals: torch.Tensor, count: int) -> list[float]:
         """``[loss sum, errors, images]`` summed over the ranks: the host's image count joins the
