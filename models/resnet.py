@@ -93,7 +93,7 @@ class PreActResNet(nn.Module):
         if len(widths) != 3:
             raise invalid("widths", tuple(widths), "(C1, C2, C3)")
         check_int("blocks", blocks, 1)
-        self.head_kind = check_choice("head", head, HEADS)
+        check_choice("head", head, HEADS)
         self.group = gcnn.get_group(group)
         self.arch = f"resnet{6 * blocks + 2}"
         self.stem = gcnn.LiftingConv2d(in_channels, widths[0], 3, self.group, padding=1)

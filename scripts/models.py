@@ -18,6 +18,7 @@ import gcnn  # noqa: E402
 import models  # noqa: E402
 from repro.io import write_text  # noqa: E402
 from repro.markdown import markdown_table  # noqa: E402
+from repro.train.measure import equivariance_group  # noqa: E402
 
 ODD_SIZE = 33  # 33 -> 17 -> 9: every stride-2 layer of the CIFAR nets samples symmetrically
 HEADER = ["arch", "group", "head", "input", "params", "paper params", "diff", "MACs/image", "invariance group",
@@ -58,7 +59,7 @@ def table_row(arch: str, group: str, head: str, images: int = 2, seed: int = 0) 
     model = models.build_model(arch, group, in_channels=shape[0], **options)
     params, reference = models.count_parameters(model), models.reference_params(arch, group)
     macs = models.count_macs(model, shape)
-    inv_group = "p4m" if group == "z2" else group
+    inv_group = equivariance_group(group)
     rng = torch.Generator().manual_seed(seed)
     probe = model.double().eval()  # counted above in float32; measured in float64
     errors = [models.invariance_error(probe, torch.randn(images, shape[0], size, size, generator=rng,

@@ -8,11 +8,12 @@ from typing import Any
 
 import pandas as pd
 
+from repro.train.loggers import DEFAULT_PROJECT
+
 from . import Report
 from .render import size_text
 from .values import is_missing
 
-DEFAULT_PROJECT = "gcnn-repro"
 
 
 def _named(report: Report, column: str) -> list[str]:

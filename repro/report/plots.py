@@ -14,7 +14,9 @@ import pandas as pd  # noqa: E402
 
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
+from repro.figures import element_label  # noqa: E402
 from repro.io import atomic_write  # noqa: E402
+from repro.train.measure import P4M_ELEMENT_NAMES  # noqa: E402
 
 from .render import column_label, network_name  # noqa: E402
 from .table import FAMILY_FIELDS, GROUP_ORDER, KINDS, PANEL_FIELDS, sort_cells  # noqa: E402
@@ -24,7 +26,7 @@ GROUP_COLORS = {"z2": "#0072B2", "p4": "#E69F00", "p4m": "#009E73"}
 GROUP_MARKERS = {"z2": "o", "p4": "s", "p4m": "^"}
 DPI = 150
 LOG_SCALE_MIN_RATIO = 3.0  # a log y axis only when the values span more than this factor
-P4M_LABELS = {"e": "e", "r": "r", "r2": "r²", "r3": "r³", "m": "m", "mr": "mr", "mr2": "mr²", "mr3": "mr³"}
+P4M_LABELS = {name: element_label("p4m", g) for g, name in enumerate(P4M_ELEMENT_NAMES)}  # r2 -> r²
 
 
 def _by_group(panel: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:

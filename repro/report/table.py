@@ -10,6 +10,8 @@ from typing import Any, NamedTuple, Sequence
 
 import pandas as pd
 
+from repro.train.measure import P4M_ELEMENT_NAMES
+
 from .recipe import paper_match
 from .values import as_object, group_rows, is_missing, rank
 
@@ -30,7 +32,7 @@ SORT_FIELDS = ("data_label", "augment", "train_size", "model", "group", "budget"
 # One convergence / robustness panel, and one data-efficiency curve family.
 PANEL_FIELDS = ("model", "data_label", "augment", "train_size", "budget", "variant")
 FAMILY_FIELDS = ("model", "data_label", "augment", "budget", "variant")
-P4M_ELEMENTS = ("e", "r", "r2", "r3", "m", "mr", "mr2", "mr3")  # index 4*m + r
+P4M_ELEMENTS = P4M_ELEMENT_NAMES  # the keys result.json records, index 4*m + r
 KINDS = {"p4m": "p4m element", "rotation": "rotation (degrees)"}
 
 

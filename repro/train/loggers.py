@@ -11,6 +11,8 @@ from typing import Any
 
 from repro.io import write_text
 
+DEFAULT_PROJECT = "gcnn-repro"  # the wandb project of runs and reports that name none
+
 __all__ = ["Logger", "CsvLogger", "WandbLogger"]
 
 
@@ -52,7 +54,7 @@ class WandbLogger(Logger):
     continues the same wandb run."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], run_name: str, default_group: str | None,
-                 default_tags: list[str], *, mode: str = "offline", project: str = "gcnn-repro",
+                 default_tags: list[str], *, mode: str = "offline", project: str = DEFAULT_PROJECT,
                  entity: str | None = None, group: str | None = None, tags: list[str] = ()) -> None:
         import wandb  # lazy: repro.train works without wandb installed
 

@@ -35,8 +35,8 @@ def measure_equivariance(model: nn.Module, images: torch.Tensor, group: str, bat
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         with models.evaluating(model):
-            total = sum(gcnn.equivariance_error(model, chunk.float(), group, invariant=True, reduction="mean")
-                        * chunk.shape[0] for chunk in images.split(batch_size))
+            total = sum(models.invariance_error(model, chunk.float(), group) * chunk.shape[0]
+                        for chunk in images.split(batch_size))
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
     return total / images.shape[0]
