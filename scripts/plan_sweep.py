@@ -174,10 +174,16 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     if args.epochs and "=" not in args.epochs:  # one number for every network
         epochs = {arch: int(args.epochs) for arch in networks}
     else:  # arch=N,...; a network not named gets its paper recipe's epochs
-        pairs = dict(item.split("=", 1) for item in args.epochs.split(",")) if args.epochs else {}
+        pairs = {}
+        for item in _items(args.epochs or ""):
+            arch, sep, value = item.partition("=")
+            if not sep or arch not in networks:
+                raise ValueError(f"epochs item {item!r} is not valid; expected one number for every network, "
+                                 f"or arch=N for the networks {list(networks)}")
+            pairs[arch] = value
         epochs = {arch: int(pairs[arch]) if arch in pairs else recipe_epochs(arch) for arch in networks}
     return SweepPlan(data=args.data, data_format=args.data_format, networks=networks,
-                     augments=tuple(args.augments.split(",")), seeds=tuple(int(s) for s in _items(args.seeds)),
+                     augments=tuple(_items(args.augments)), seeds=tuple(int(s) for s in _items(args.seeds)),
                      epochs=epochs, train_sizes=parse_train_sizes(args.train_sizes), equal_steps=args.equal_steps)
 
 

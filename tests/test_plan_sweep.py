@@ -122,3 +122,6 @@ def test_plan_cli_bad_arguments_exit_2(cpu_only, capsys):
     assert "epochs for 'allcnnc' is 0" in capsys.readouterr().err
     assert plan.main(["--networks", "vgg"]) == 2
     assert "network 'vgg' is not valid" in capsys.readouterr().err
+    for epochs in ("resnet=5", "allcnnc=3,5"):  # a typo or a stray number is refused, never ignored
+        assert plan.main(["--epochs", epochs]) == 2
+        assert f"epochs item {epochs.split(',')[-1]!r} is not valid" in capsys.readouterr().err
