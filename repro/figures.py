@@ -108,7 +108,7 @@ def equivariance_residual(frames: Sequence[Frame]) -> float:
     for frame in frames:
         g = frame.element
         worst = max(worst, _deviation(frame.image, base.image, G, g))
-        to_source = G.cayley[G.inverse[g]].numpy()  # node n -> node g^-1 n
+        to_source = G.axis_permutation(g).numpy()  # node n -> node g^-1 n
         for maps, base_maps in zip(frame.maps, base.maps, strict=True):
             worst = max(worst, _deviation(maps, base_maps[to_source], G, g))
     return worst
@@ -140,11 +140,10 @@ def _draw_diagram(ax: Axes, frame: Frame, maps: np.ndarray, vmax: float) -> None
         lx, ly = node + (half * math.sqrt(2) + 0.17) * diagonal
         ax.text(lx, ly, element_label(G, h), ha="center", va="center", fontsize=10, fontweight="bold",
                 color="#222222")
-    tracked = layout[int(G.cayley[frame.element, 0])]  # node g: where the map from node e goes
-    for (x, y), image in zip(layout, maps, strict=True):
+    for h, ((x, y), image) in enumerate(zip(layout, maps, strict=True)):
         ax.imshow(image, cmap=MAP_CMAP, vmin=-vmax, vmax=vmax, interpolation="nearest",
                   extent=(x - half, x + half, y - half, y + half), zorder=2)
-        outline = np.allclose([x, y], tracked)
+        outline = h == frame.element  # node g = g e: where the map from node e goes
         ax.add_patch(Rectangle((x - half, y - half), MAP_SIZE, MAP_SIZE, fill=False, zorder=3,
                                lw=2.5 if outline else 0.6, ec=TRACK_COLOR if outline else "#555555"))
     extent = float(np.abs(layout).max()) + half + 0.45
@@ -152,11 +151,14 @@ def _draw_diagram(ax: Axes, frame: Frame, maps: np.ndarray, vmax: float) -> None
     ax.axis("off")
 
 
-def _figure(frames: Sequence[Frame], rows: Sequence[Frame], title: str) -> Figure:
-    """One row per frame of ``rows``: the input and a Cayley diagram per layer. Each layer has one colour
-    scale over all ``frames``, saturating the top 0.5% of |values|."""
-    G = gcnn.get_group(frames[0].group)
-    vmaxes = [float(np.percentile(np.abs([f.maps[j] for f in frames]), 99.5)) or 1.0 for j in range(len(LAYERS))]
+def _colour_scales(frames: Sequence[Frame]) -> list[float]:
+    """Per layer, one colour scale over all ``frames``, saturating the top 0.5% of |values|."""
+    return [float(np.percentile(np.abs([f.maps[j] for f in frames]), 99.5)) or 1.0 for j in range(len(LAYERS))]
+
+
+def _figure(rows: Sequence[Frame], vmaxes: Sequence[float], title: str) -> Figure:
+    """One row per frame of ``rows``: the input and a Cayley diagram per layer, drawn on ``vmaxes``."""
+    G = gcnn.get_group(rows[0].group)
     height = 4.6 if G.mirrors else 3.8
     top = 0.3 + 0.22 * (title.count("\n") + 1)  # inches for the title lines and the column titles
     fig = Figure(figsize=(2.4 + height * len(vmaxes), height * len(rows) + top + 0.45))
@@ -199,14 +201,15 @@ def write_equivariance_figures(group: str, out: str | Path, image_size: int = DE
     title = (f"{G.name}: rotate the input by 90\u00b0 \u2192 every feature map rotates by 90\u00b0 and moves one "
              f"step around the cycle{mirror}\n(random lifting and group convolution filters; "
              "the map for group element h is drawn at node h)")
-    still = _figure(frames, [frames[g] for g in generators], title)
+    vmaxes = _colour_scales(frames)  # shared by the still and every frame of the animation
+    still = _figure([frames[g] for g in generators], vmaxes, title)
     png = atomic_write(Path(out) / f"equivariance_{group}.png", lambda tmp: still.savefig(tmp, format="png", dpi=dpi))
     images = []
     for g, frame in enumerate(frames):
         title = (f"{G.name}: input g\u00b7x with g = {element_label(G, g)} ({element_description(G, g)})\n"
                  "node h shows the map from node g\u207b\u00b9h of the frame for x, transformed by g")
         buffer = io.BytesIO()
-        _figure(frames, [frame], title).savefig(buffer, format="png", dpi=dpi)
+        _figure([frame], vmaxes, title).savefig(buffer, format="png", dpi=dpi)
         images.append(Image.open(buffer).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT))
     gif = atomic_write(Path(out) / f"equivariance_{group}.gif", lambda tmp: images[0].save(
         tmp, format="GIF", save_all=True, append_images=images[1:], duration=1500, loop=0))
