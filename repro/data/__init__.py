@@ -50,6 +50,11 @@ class DataConfig:
     image_size: int = 16
     seed: int = 0
 
+    @property
+    def layout(self) -> str:
+        """The on-disk CIFAR layout to read (``cifar10`` | ``cifar100``): a folder's ``format``, else ``name``."""
+        return self.format if self.name == "cifar_folder" else self.name
+
     @classmethod
     def from_mapping(cls, cfg: "DataConfig | Mapping[str, Any]") -> "DataConfig":
         """A validated ``DataConfig`` from itself or a mapping (an OmegaConf ``DictConfig`` resolves on access)."""
@@ -74,7 +79,7 @@ class DataConfig:
         if not isinstance(self.root, (str, Path)) or not str(self.root):
             raise invalid("data.root", self.root, "a non-empty path")
         root, shown = Path(self.root), repr(str(self.root))
-        layout = _EXPECTED_FILES.get(self.format if self.name == "cifar_folder" else self.name)
+        layout = _EXPECTED_FILES.get(self.layout)
         if root.exists() and not root.is_dir():
             where = f"that holds {layout}" if layout else "for the data and its .cache"
             raise DataError(f"data.root={shown} is a file, not a folder; set data.root to a folder {where}")
@@ -123,12 +128,11 @@ def build_data(cfg: DataConfig | Mapping) -> DataBundle:
         train_x, train_y, test_x, test_y, classes = load_digits_rot(cfg.image_size, cfg.seed)
         dataset = f"digits_rot-s{cfg.image_size}-seed{cfg.seed}"
     else:
-        kind = cfg.format if cfg.name == "cifar_folder" else cfg.name
         train_x, train_y, test_x, test_y, classes = load_cifar(
-            root, kind, download=cfg.download, verify_checksums=cfg.verify_checksums,
+            root, cfg.layout, download=cfg.download, verify_checksums=cfg.verify_checksums,
             fetch=cfg.name != "cifar_folder")
         train_x, test_x = train_x.float() / 255, test_x.float() / 255
-        dataset = f"cifar_folder-{kind}" if cfg.name == "cifar_folder" else kind
+        dataset = f"cifar_folder-{cfg.layout}" if cfg.name == "cifar_folder" else cfg.layout
     train_idx, val_idx = _split_indices(cfg, train_y, len(classes))
     train_subset = train_x[train_idx]  # one copy: CIFAR's is 600 MB in float32
     prep = fit_preprocessor(cfg.preprocess, train_subset, dataset=dataset,
