@@ -20,7 +20,7 @@ from repro.train.measure import P4M_ELEMENT_NAMES  # noqa: E402
 
 from .render import column_label, network_name  # noqa: E402
 from .table import FAMILY_FIELDS, GROUP_ORDER, KINDS, PANEL_FIELDS, sort_cells  # noqa: E402
-from .values import group_rows, is_missing, rank  # noqa: E402
+from .values import bound_prefix, group_rows, is_missing, rank  # noqa: E402
 
 GROUP_COLORS = {"z2": "#0072B2", "p4": "#E69F00", "p4m": "#009E73"}
 GROUP_MARKERS = {"z2": "o", "p4": "s", "p4m": "^"}
@@ -142,7 +142,7 @@ def _draw_z2_level(axis: plt.Axes, panel: pd.DataFrame, crossings: pd.DataFrame 
         size, color = float(row["size_at_z2_full_error"]), GROUP_COLORS.get(row["group"], "black")
         axis.plot([size], [level], marker="*", markersize=15, color=color, markeredgecolor="black",
                   linestyle="none", zorder=5)
-        prefix = "≤ " if row["crossing"] == "at_smallest" else ""
+        prefix = bound_prefix(row["crossing"])
         fraction = f"{prefix}{row['fraction_of_full']:.2f}x" if not is_missing(row["fraction_of_full"]) \
             else f"{prefix}{size:.0f}"
         axis.annotate(fraction, (size, level), textcoords="offset points", xytext=(4, 6 + 11 * stack), color=color,

@@ -76,8 +76,7 @@ def _disambiguate(cells: pd.DataFrame, labels: dict[str, str], items: dict[str, 
         recipes = list(same_slot["recipe"])
         if len(recipes) < 2:
             continue
-        shown = [_variant_items(items[r]) | {k: items[r][k] for k in BUDGET_KEYS if k in items[r]}
-                 for r in recipes]
+        shown = [_variant_items(items[r]) for r in recipes]  # one slot shares its budget label, so its budget keys
         differ = sorted({k for a in shown for b in shown for k in identity_diff(a, b)})
         for recipe, its in zip(recipes, shown):
             labels[recipe] = ", ".join(filter(None, [labels[recipe], *_describe(its, differ)]))

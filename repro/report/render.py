@@ -14,7 +14,7 @@ from repro.markdown import markdown_table
 from .collect import RunCollection
 from .recipe import short_difference
 from .table import AUGMENT_ORDER, KINDS, sort_cells
-from .values import group_rows, is_missing, rank
+from .values import bound_prefix, group_rows, is_missing, rank
 
 NETWORK_NAMES = {"allcnnc": "All-CNN-C", "resnet44": "ResNet44", "resnet26": "ResNet26", "rotmnist": "RotMNIST-CNN"}
 ROW_FIELDS = ("model", "group", "budget", "variant")
@@ -234,7 +234,7 @@ def _efficiency_markdown(efficiency: pd.DataFrame) -> str:
            "In words"]
     rows = []
     for row in efficiency.to_dict("records"):
-        bound = "≤ " if row["crossing"] == "at_smallest" else ""
+        bound = bound_prefix(row["crossing"])
         size = "–" if is_missing(row["size_at_z2_full_error"]) else f"{bound}{row['size_at_z2_full_error']:.0f}"
         fraction = "–" if is_missing(row["fraction_of_full"]) else f"{bound}{row['fraction_of_full']:.2f}x"
         rows.append([network_name(row["model"]), row["data_label"], row["augment"], row["budget"]]
@@ -267,7 +267,7 @@ def _robustness_markdown(robustness: pd.DataFrame) -> str:
 
 def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergence: pd.DataFrame,
                     inputs: Sequence[str], figures: Sequence[str | os.PathLike],
-                    efficiency: pd.DataFrame | None = None, robustness: pd.DataFrame | None = None) -> str:
+                    efficiency: pd.DataFrame, robustness: pd.DataFrame) -> str:
     """The whole ``table.md``: guide, one table per data set, data efficiency, robustness,
     convergence summary, per-run results, excluded runs and warnings."""
     all_paths = list(collection.runs["path"]) + list(collection.excluded["path"])
@@ -281,9 +281,9 @@ def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergenc
     for section in wide_sections(summary):
         note = "One column per training-set size (data-efficiency sweep).\n\n" if len(section.sizes) > 1 else ""
         parts.append(f"## {section.data}\n\n{note}{markdown_table(section.header, section.rows)}")
-    if efficiency is not None and not efficiency.empty:
+    if not efficiency.empty:
         parts.append(_efficiency_markdown(efficiency))
-    if robustness is not None and not robustness.empty:
+    if not robustness.empty:
         parts.append(_robustness_markdown(robustness))
     if not convergence.empty:
         parts.append("## Convergence\n\nMean test error (%) over seeds at a quarter, half and the end of "

@@ -13,7 +13,7 @@ import pandas as pd
 from repro.train.measure import P4M_ELEMENT_NAMES
 
 from .recipe import paper_match
-from .values import as_object, group_rows, is_missing, rank
+from .values import as_object, bound_prefix, group_rows, is_missing, rank
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv"
 REFERENCE_COLUMNS = ("network", "group", "dataset", "augment", "test_error", "params", "preset", "source")
@@ -178,7 +178,7 @@ def _efficiency_text(group: str, crossing: Crossing, full: float | None, curve: 
     if crossing.kind == "not_reached":
         best = curve.loc[curve["test_error_mean"].idxmin()]
         return f"not reached (lowest {best['test_error_mean']:.2f}% at {_images(best):.0f} images)"
-    bound = "≤ " if crossing.kind == "at_smallest" else ""
+    bound = bound_prefix(crossing.kind)
     fraction = f"{bound}{crossing.size / full:.2f}x the data" if full else "? of the data"
     of_full = f" of {full:.0f}" if full else ""
     note = "; already below at the smallest size tried" if crossing.kind == "at_smallest" else ""

@@ -43,3 +43,9 @@ def group_rows(table: pd.DataFrame, key: Sequence[str]) -> dict[tuple, pd.DataFr
     for position, row in enumerate(table[list(key)].itertuples(index=False, name=None)):
         positions.setdefault(tuple(None if is_missing(v) else v for v in row), []).append(position)
     return {cell: table.iloc[rows] for cell, rows in positions.items()}
+
+
+def bound_prefix(crossing: str) -> str:
+    """``"≤ "`` for a data-efficiency crossing already below at the smallest size tried (the size is
+    an upper bound), else ``""``."""
+    return "≤ " if crossing == "at_smallest" else ""
