@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -81,11 +81,21 @@ class SweepPlan:
 
 
 @functools.cache
+def paper_recipe(arch: str) -> Any:
+    """``experiment=paper_<arch>`` as the trainer composes it (ConfigError for an arch without one)."""
+    from repro.train import compose_config
+    return compose_config([f"experiment=paper_{arch}"])
+
+
+@functools.cache
 def model_macs(arch: str, group: str, data: str) -> int:
-    """MACs per image of ``arch``/``group`` at the input size of ``data`` (cifar10 or cifar100)."""
+    """MACs per image of ``arch``/``group`` as its paper recipe builds it (width, model overrides), at
+    the input size of ``data`` (cifar10 or cifar100)."""
     import models
     _, _, classes, shape = DATASETS[data]
-    model = models.build_model(arch, group, num_classes=classes, in_channels=shape[0])
+    model_cfg = paper_recipe(arch).model
+    model = models.build_model(arch, group, num_classes=classes, in_channels=shape[0], width=model_cfg.width,
+                               **dict(model_cfg.overrides))
     return int(models.count_macs(model, input_shape=shape))
 
 
@@ -149,8 +159,7 @@ def confirm(force: bool, is_tty: bool, ask: Callable[[str], str] = input) -> boo
 
 def recipe_epochs(arch: str) -> int:
     """``epochs`` of ``experiment=paper_<arch>`` as the trainer composes it."""
-    from repro.train import compose_config
-    return int(compose_config([f"experiment=paper_{arch}"]).epochs)
+    return int(paper_recipe(arch).epochs)
 
 
 def _items(text: str) -> list[str]:

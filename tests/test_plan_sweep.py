@@ -71,6 +71,12 @@ def test_recipe_epochs_come_from_the_composed_experiment_configs():
         plan.recipe_epochs("rotmnist")
 
 
+def test_model_macs_are_those_of_the_model_the_paper_recipe_builds():
+    import models
+    reference = models.build_model("resnet44", "p4m", head="reference")  # paper_resnet44's model.overrides
+    assert plan.model_macs("resnet44", "p4m", "cifar10") == models.count_macs(reference, (3, 32, 32))
+
+
 def test_confirm_refuses_without_gpu_and_terminal(capsys):
     assert not plan.confirm(force=False, is_tty=False)
     assert "FORCE=1" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from repro.data.cifar_format import CIFAR_FORMATS, cifar_layout
 from repro.train.identity import identity_diff, identity_hash, identity_items
 
 from .values import group_rows, is_missing
@@ -24,7 +25,6 @@ from .values import group_rows, is_missing
 # the budget keys are shown in the Budget column.
 LAYOUT_KEYS = ("seed", "model.name", "group.name", "augment.name", "data.name", "data.train_size")
 BUDGET_KEYS = ("epochs", "steps_per_epoch")
-CIFAR_FORMAT_CLASSES = {"cifar10": 10, "cifar100": 100}
 
 
 def recipe_items(items: Mapping[str, Any]) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def data_label(data: Any, data_format: Any = None) -> str:
     """Display name of a data set: a CIFAR-format folder as ``folder (cifar100 format, 100 classes)``."""
     if data != "cifar_folder":
         return str(data)
-    classes = CIFAR_FORMAT_CLASSES.get(data_format)
+    classes = cifar_layout(data_format).num_classes if data_format in CIFAR_FORMATS else None
     return f"folder ({data_format} format" + (f", {classes} classes)" if classes else ")")
 
 
