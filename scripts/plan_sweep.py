@@ -31,8 +31,8 @@ PAPER_NETWORKS = {"allcnnc": ("z2", "p4", "p4m"), "resnet44": ("z2", "p4m")}
 TRAIN_COST_FACTOR = 3  # forward + backward ~ 3 forward passes
 ASSUMED_EFFICIENCY = 0.5  # conv training reaches about half of a large matmul's throughput (assumption)
 # How a duration is printed: (below this many seconds, unit in seconds, unit name, decimals).
-DURATION_UNITS = ((3600, 60, "min", 0), (3 * 86400, 3600, "h", 1), (2 * 365 * 86400, 86400, "days", 1),
-                  (float("inf"), 365 * 86400, "years", 1))
+DURATION_UNITS = ((60, 1, "s", 0), (3600, 60, "min", 0), (3 * 86400, 3600, "h", 1),
+                  (2 * 365 * 86400, 86400, "days", 1), (float("inf"), 365 * 86400, "years", 1))
 
 
 @dataclass

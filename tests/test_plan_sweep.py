@@ -77,6 +77,11 @@ def test_model_macs_are_those_of_the_model_the_paper_recipe_builds():
     assert plan.model_macs("resnet44", "p4m", "cifar10") == models.count_macs(reference, (3, 32, 32))
 
 
+def test_durations_read_in_a_fitting_unit():
+    assert [plan._duration(s) for s in (20, 600, 7200, 5 * 86400, 3 * 365 * 86400)] == \
+        ["20 s", "10 min", "2.0 h", "5.0 days", "3.0 years"]
+
+
 def test_confirm_refuses_without_gpu_and_terminal(capsys):
     assert not plan.confirm(force=False, is_tty=False)
     assert "FORCE=1" in capsys.readouterr().err
