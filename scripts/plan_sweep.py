@@ -22,12 +22,13 @@ from typing import Any, Callable, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gcnn.validation import check_choice  # noqa: E402
+from repro.train.config import PAPER_TABLE  # noqa: E402
 
 # (train images, test images, classes, input shape); a cifar_folder is estimated as the set of its format.
 DATASETS = {"cifar10": (50_000, 10_000, 10, (3, 32, 32)), "cifar100": (50_000, 10_000, 100, (3, 32, 32))}
 FOLDER = "cifar_folder"
-# The paper's CIFAR table: All-CNN-C for z2/p4/p4m, ResNet44 for z2/p4m.
-PAPER_NETWORKS = {"allcnnc": ("z2", "p4", "p4m"), "resnet44": ("z2", "p4m")}
+# The paper's CIFAR table by network (All-CNN-C: z2/p4/p4m, ResNet44: z2/p4m).
+PAPER_NETWORKS = {experiment.removeprefix("paper_"): groups for experiment, groups in PAPER_TABLE.items()}
 TRAIN_COST_FACTOR = 3  # forward + backward ~ 3 forward passes
 ASSUMED_EFFICIENCY = 0.5  # conv training reaches about half of a large matmul's throughput (assumption)
 # How a duration is printed: (below this many seconds, unit in seconds, unit name, decimals).

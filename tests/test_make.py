@@ -21,6 +21,13 @@ def check_demo_outputs(out: Path, runs: int) -> None:
         assert (out / plot).stat().st_size > 10_000, plot
 
 
+def test_make_reproduce_table_trains_the_paper_table():
+    from repro.train.config import PAPER_TABLE
+    makefile = (ROOT / "Makefile").read_text()
+    for experiment, groups in PAPER_TABLE.items():
+        assert f"experiment={experiment} group={','.join(groups)} augment=$(AUGMENTS)" in makefile
+
+
 def test_make_demo_at_reduced_size(tmp_path):
     done = make("demo", "DEMO_SIZES=50,100", "DEMO_SEEDS=0", "DEMO_EPOCHS=1", "DEMO_STEPS=2",
                 f"DEMO_DIR={tmp_path}/multirun", f"DEMO_OUT={tmp_path}/results")

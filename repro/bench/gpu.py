@@ -16,6 +16,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from repro.device import REPO_ROOT, device_slug, resolve_device
+from repro.train.config import PAPER_TABLE
 
 from .compile_check import dynamo_counts
 from .report import PLAIN_SPEED_LIMIT, Measured, Target, new_results, worst, write_report
@@ -23,10 +24,8 @@ from .timing import time_command
 from .training import TrainCase, add_speed_vs_plain, experiment_cases, load_case_config, measure_cases
 
 PARTS = ("tests", "runs", "bench")  # in this order: the slow compiled cases come last
-# `make reproduce-table`: the groups of each experiment, x 2 augmentations (none, crop_flip) x 3 seeds.
-REPRODUCE_TABLE = {"paper_allcnnc": ("z2", "p4", "p4m"), "paper_resnet44": ("z2", "p4m")}
-EXPERIMENTS = tuple(REPRODUCE_TABLE)
-REPRODUCE_TABLE_RUNS_PER_GROUP = 2 * 3
+EXPERIMENTS = tuple(PAPER_TABLE)
+REPRODUCE_TABLE_RUNS_PER_GROUP = 2 * 3  # `make reproduce-table`: 2 augmentations (none, crop_flip) x 3 seeds
 TIME_LIMIT_S = 480.0
 TESTS_TIMEOUT_S = 240.0
 TINY = ("model.width=0.125",)
@@ -81,7 +80,7 @@ def check_cases(opts: CheckOptions, configured: Mapping[str, bool]) -> list[Trai
         return experiment_cases([experiment], groups, (f"compile={str(compiled).lower()}", *opts.overrides))
     as_configured, flipped = [], []
     for experiment in EXPERIMENTS:
-        as_configured += cases(experiment, REPRODUCE_TABLE[experiment], configured[experiment])
+        as_configured += cases(experiment, PAPER_TABLE[experiment], configured[experiment])
         if experiment in opts.compile_experiments:
             flipped += cases(experiment, ("p4m",), not configured[experiment])
     return as_configured + flipped
@@ -92,7 +91,7 @@ def project_sweep(rows: Sequence[Mapping]) -> dict:
     with the config's own compile flag, and of ``make reproduce-table`` (None unless every group was
     measured): epochs x epoch time, summed over its runs."""
     single = []
-    for experiment, groups in REPRODUCE_TABLE.items():
+    for experiment, groups in PAPER_TABLE.items():
         for group in groups:
             row = next((r for r in rows if r["experiment"] == experiment and r["group"] == group
                         and r["network"] == "gcnn" and r["compile"] == r["configured_compile"]), None)
@@ -100,7 +99,7 @@ def project_sweep(rows: Sequence[Mapping]) -> dict:
                 single.append({"experiment": experiment, "group": group, "epochs": row["epochs"],
                                "epoch_s": row["epoch_s"], "run_s": row["epochs"] * row["epoch_s"],
                                "compile": row["compile"]})
-    complete = len(single) == sum(len(g) for g in REPRODUCE_TABLE.values())
+    complete = len(single) == sum(len(g) for g in PAPER_TABLE.values())
     table_s = sum(r["run_s"] for r in single) * REPRODUCE_TABLE_RUNS_PER_GROUP if complete else None
     return {"runs": single, "table_s": table_s, "runs_per_group": REPRODUCE_TABLE_RUNS_PER_GROUP}
 
