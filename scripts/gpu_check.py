@@ -31,10 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parts", nargs="+", choices=PARTS, help="what to run (default: all)")
     p.add_argument("--run-override", action="append", default=[], metavar="KEY=VALUE",
                    help="extra override of the two-epoch runs, e.g. compile=true (repeatable)")
+    p.add_argument("--bench-override", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra override of every bench case, e.g. channels_last=true (repeatable)")
     args = p.parse_args(argv)
     opts = CheckOptions.dry_run() if args.dry else CheckOptions()
     opts = replace(opts, device=args.device or opts.device, parts=tuple(args.parts or opts.parts),
-                   run_overrides=(*opts.run_overrides, *args.run_override))
+                   run_overrides=(*opts.run_overrides, *args.run_override),
+                   overrides=(*opts.overrides, *args.bench_override))
     try:
         results = run_check(opts, args.out, shlex.join(["python3", "scripts/gpu_check.py", *argv]),
                             log=lambda line: print(line, flush=True))

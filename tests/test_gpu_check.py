@@ -116,6 +116,20 @@ def test_cli_rejects_a_bad_part_and_device(cli, tmp_path) -> None:
         cli.main(["--dry", "--device", "tpu", "--parts", "tests", "--out", str(tmp_path)])
 
 
+def test_cli_overrides_reach_the_bench_cases_and_the_runs(cli, tmp_path, monkeypatch) -> None:
+    seen = {}
+
+    def fake_check(opts, *args, **kwargs) -> dict:
+        seen["opts"] = opts
+        return {"targets": []}
+    monkeypatch.setattr(cli, "run_check", fake_check)
+    monkeypatch.setattr(cli, "print_targets", lambda targets: None)
+    cli.main(["--dry", "--bench-override", "channels_last=true", "--run-override", "seed=3", "--out", str(tmp_path)])
+    dry = gpu.CheckOptions.dry_run()
+    assert seen["opts"].overrides == (*dry.overrides, "channels_last=true")
+    assert seen["opts"].run_overrides == (*dry.run_overrides, "seed=3")
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_paper_case_runs_on_cuda_in_bf16() -> None:
