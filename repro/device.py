@@ -17,7 +17,7 @@ from torch import nn
 
 from gcnn.validation import check_choice, invalid
 
-__all__ = ["AMP_DTYPES", "AUTO_FLAGS", "check_device_name", "resolve_device", "resolve_flag", "autocast",
+__all__ = ["AMP_DTYPES", "AUTO_FLAGS", "check_device_name", "resolve_device", "resolve_flag", "resolve_speed_flags", "autocast",
            "to_channels_last", "forward_in_layout", "cpu_model", "device_name", "device_slug", "git_commit",
            "describe_machine"]
 
@@ -51,6 +51,16 @@ def resolve_flag(value: Any, device: torch.device, name: str = "flag") -> bool:
     config key named in the error."""
     check_choice(name, value, AUTO_FLAGS)
     return device.type == "cuda" if value == "auto" else value
+
+
+def resolve_speed_flags(compile: Any, channels_last: Any, device: torch.device) -> tuple[bool, bool]:
+    """A config's ``compile`` and ``channels_last`` (each ``"auto"``, ``True`` or ``False``) as
+    ``(compiled, channels_last)``. ``"auto"`` compiles on CUDA only, and stores channels_last only
+    where the model is compiled on CUDA: on an H100 channels_last sped the compiled paper networks
+    up and slowed eager ones down (results/bench/nvidia-h100-80gb-hbm3-channels_last/)."""
+    compiled = resolve_flag(compile, device, "compile")
+    layout = resolve_flag(channels_last, device, "channels_last") and (channels_last is True or compiled)
+    return compiled, layout
 
 
 def autocast(device: torch.device, dtype: str | None) -> ContextManager:

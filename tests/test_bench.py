@@ -59,6 +59,25 @@ def test_resolve_flag() -> None:
         dev.resolve_flag("yes", CPU, "amp")
 
 
+@pytest.mark.parametrize("device, compile, channels_last, expected", [
+    ("cpu", "auto", "auto", (False, False)),    # the CPU default: eager, contiguous
+    ("cuda", "auto", "auto", (True, True)),     # the CUDA default: compiled, channels_last
+    ("cuda", False, "auto", (False, False)),    # eager on CUDA: channels_last was slower (H100)
+    ("cuda", "auto", False, (True, False)),
+    ("cpu", True, True, (True, True)),          # explicit values hold on any device
+    ("cuda", False, True, (False, True)),
+])
+def test_resolve_speed_flags(device, compile, channels_last, expected) -> None:
+    assert dev.resolve_speed_flags(compile, channels_last, torch.device(device)) == expected
+
+
+def test_resolve_speed_flags_names_the_bad_key() -> None:
+    with pytest.raises(ValueError, match="compile='on' is not valid"):
+        dev.resolve_speed_flags("on", "auto", CPU)
+    with pytest.raises(ValueError, match="channels_last='on' is not valid"):
+        dev.resolve_speed_flags(False, "on", CPU)
+
+
 def test_autocast_off_and_bf16() -> None:
     layer = nn.Linear(4, 4)
     for off in (None, "none"):

@@ -114,6 +114,7 @@ def test_adamw_is_one_yaml_file_and_builds_decoupled_weight_decay():
     (["logger.name=tensorboard"], "logger='tensorboard' is not valid; expected one of ['csv', 'none', 'wandb']"),
     (["logger=wandb", "logger.mode=cloud"], "logger.mode='cloud' is not valid; expected one of ['offline', 'online', 'disabled']"),
     (["amp=maybe"], "amp='maybe' is not valid; expected one of ['auto', True, False]"),
+    (["compile=maybe"], "compile='maybe' is not valid; expected one of ['auto', True, False]"),
     (["device=tpu"], "device='tpu' is not valid"),
     (["device=cuda:x"], "device='cuda:x' is not valid"),
     (["optim.lr=0"], "optim.lr=0 is not valid; expected a number > 0"),

@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from repro.device import REPO_ROOT, device_slug, resolve_device
+from repro.device import REPO_ROOT, device_slug, resolve_device, resolve_flag
 from repro.train.config import PAPER_TABLE
 
 from .compile_check import dynamo_counts
@@ -124,7 +124,7 @@ def two_epoch_runs(opts: CheckOptions, device: torch.device, log: Callable[[str]
             before, start, error, result, compiled = dynamo_counts(), time.perf_counter(), None, {}, False
             try:
                 config = load_config(compose_config(overrides))
-                compiled = config.compile  # as composed: compile=True or a preset's own flag count too
+                compiled = resolve_flag(config.compile, device, "compile")  # as composed, "auto" resolved
                 result = run(config, run_dir=root / experiment)
             except Exception as exc:  # noqa: BLE001 - a failed run is a measured outcome, reported with its error
                 error = f"{type(exc).__name__}: {exc}"
@@ -207,7 +207,8 @@ def _run_parts(opts: CheckOptions, device: torch.device, out_dir: str | Path, co
     def bench() -> None:
         log("training step of the paper recipes")
         rows = results["training"] = []
-        configured = {e: bool(load_case_config(TrainCase((f"experiment={e}",))).compile) for e in EXPERIMENTS}
+        configured = {e: resolve_flag(load_case_config(TrainCase((f"experiment={e}",))).compile, device, "compile")
+                      for e in EXPERIMENTS}
         for row in measure_cases(check_cases(opts, configured), device, log=log, steps=opts.steps,
                                  warmup=opts.warmup, compile_backend=opts.compile_backend):
             row["configured_compile"] = configured[row["experiment"]]

@@ -15,7 +15,7 @@ from torch import nn
 
 import models
 from gcnn.validation import check_choice, check_int
-from repro.device import device_name, forward_in_layout, resolve_flag, to_channels_last
+from repro.device import device_name, forward_in_layout, resolve_flag, resolve_speed_flags, to_channels_last
 
 from .compile_check import dynamo_counts
 from .plain import build_plain_same_macs
@@ -91,7 +91,7 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
     model, width = build_network(case, config)
     shape = models.default_input_shape(config.model.name)
     params, macs = models.count_parameters(model), models.count_macs(model, shape)
-    channels_last = resolve_flag(config.channels_last, device, "channels_last")
+    compiled, channels_last = resolve_speed_flags(config.compile, config.channels_last, device)
     amp_dtype = config.amp_dtype if resolve_flag(config.amp, device, "amp") else None
     model = model.to(device).train()
     if channels_last:                        # as the trainer: 4-D parameters and the input batch
@@ -99,7 +99,7 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
     optimizer = build_optimizer(model.parameters(), config.optim)
     augment = build_option("augment", config.augment)
     # as the trainer: static shapes, one graph per shape family
-    train_model = torch.compile(model, backend=compile_backend, dynamic=False) if config.compile else model
+    train_model = torch.compile(model, backend=compile_backend, dynamic=False) if compiled else model
     data_x = torch.randn(batch * (steps + warmup), *shape, device=device)   # every step on new images
     data_y = torch.randint(0, _num_classes(config), (len(data_x),), device=device)
     generator = torch.Generator(device=device).manual_seed(0)
@@ -116,7 +116,7 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
 
-    warm = batch if config.compile or warmup_batch is None else min(batch, warmup_batch)
+    warm = batch if compiled or warmup_batch is None else min(batch, warmup_batch)
     with determinism(config.deterministic):   # the trainer's cudnn flags
         first_s = time_calls(lambda: step(0, warm), 1, device)
         for index in range(1, warmup):
@@ -135,12 +135,12 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
         "epochs": config.epochs, "arch": config.model.name,
         "group": "plain" if case.network == "plain" else config.group.name, "mac_group": config.group.name,
         "width": width, "params": params, "macs_per_image": macs, "amp_dtype": amp_dtype,
-        "channels_last": channels_last, "compile": bool(config.compile),
-        "compile_backend": compile_backend if config.compile else None, "optimizer": type(optimizer).__name__,
+        "channels_last": channels_last, "compile": compiled,
+        "compile_backend": compile_backend if compiled else None, "optimizer": type(optimizer).__name__,
         "optim": {k: v for k, v in optimizer.param_groups[0].items() if k != "params"},
         "batch": batch, "steps": steps, "warmup": warmup,
         "step_s": step_s, "step_samples_s": samples, "first_step_s": first_s,
-        "compile_s": max(0.0, first_s - step_s) if config.compile else None,
+        "compile_s": max(0.0, first_s - step_s) if compiled else None,
         "images_per_s": batch / step_s, "epoch_s": math.ceil(CIFAR_TRAIN_IMAGES / batch) * step_s,
         "tflops": tflops, "percent_of_bf16_peak": None if peak is None else 100 * tflops / peak,
         "peak_memory_bytes": memory,

@@ -98,8 +98,8 @@ class TrainConfig:
     deterministic: bool = False
     amp: Any = "auto"
     amp_dtype: str = "bfloat16"
-    channels_last: Any = False
-    compile: bool = False
+    channels_last: Any = "auto"
+    compile: Any = "auto"
     grad_clip: float | None = None
     label_smoothing: float = 0.0
     bn_recalibration: bool = True
@@ -202,7 +202,7 @@ def validate(config: TrainConfig) -> None:
         check_choice("model", config.model.name, models.list_models())
         for section in RUNTIME_ARGUMENTS:
             _check_option(section, getattr(config, section))
-        for key in ("amp", "channels_last", "progress"):
+        for key in ("amp", "channels_last", "compile", "progress"):
             check_choice(key, getattr(config, key), AUTO_FLAGS)
         check_choice("amp_dtype", config.amp_dtype, AMP_DTYPES)
         for key in ("epochs", "batch_size", "eval_batch_size"):
@@ -215,7 +215,7 @@ def validate(config: TrainConfig) -> None:
         check_number("label_smoothing", config.label_smoothing, 0, below=1)
         if config.grad_clip is not None:
             check_number("grad_clip", config.grad_clip, 0, strict=True)
-        for key in ("deterministic", "compile", "bn_recalibration", "robustness"):
+        for key in ("deterministic", "bn_recalibration", "robustness"):
             check_choice(key, getattr(config, key), (True, False))
         check_device_name(config.device)
         _known_keys(DataConfig, config.data, "data.")

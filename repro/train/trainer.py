@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 import models
-from repro.device import describe_machine, forward_in_layout, resolve_flag, to_channels_last
+from repro.device import describe_machine, forward_in_layout, resolve_flag, resolve_speed_flags, to_channels_last
 from repro.io import write_json, write_text
 
 from . import distributed
@@ -67,6 +67,7 @@ class RunState:
     scaler: torch.amp.GradScaler
     amp_dtype: str | None        # autocast dtype, None without amp
     channels_last: bool
+    compiled: bool               # torch.compile with static shapes: full training batches, padded eval batches
     steps_per_epoch: int
     params: int
     macs: int
@@ -80,7 +81,7 @@ def setup(config: TrainConfig, ctx: DistContext) -> RunState:
     test = data.test_x.to(device), data.test_y.to(device)
     val = (data.val_x.to(device), data.val_y.to(device)) if data.val_x is not None and len(data.val_x) else None
     amp_dtype = config.amp_dtype if resolve_flag(config.amp, device, "amp") else None
-    channels_last = resolve_flag(config.channels_last, device, "channels_last")
+    compiled, channels_last = resolve_speed_flags(config.compile, config.channels_last, device)
 
     module = models.build_model(config.model.name, config.group.name, data.num_classes, in_channels=data.in_channels,
                                 width=config.model.width, **dict(config.model.overrides)).to(device)
@@ -92,11 +93,11 @@ def setup(config: TrainConfig, ctx: DistContext) -> RunState:
         module = eval_model = distributed.convert_sync_batchnorm(module, device)
         ids = [device.index] if device.type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(module, device_ids=ids)
-    if config.compile:  # static shapes: one graph per shape family (see Trainer.evaluate)
+    if compiled:  # static shapes: one graph per shape family (see Trainer.evaluate)
         train_model, eval_model = torch.compile(train_model, dynamic=False), torch.compile(module, dynamic=False)
 
     steps = len(epoch_batches(config.seed, 1, len(train[0]), config.batch_size, config.steps_per_epoch,
-                              world_size=ctx.world_size, drop_last=config.compile))
+                              world_size=ctx.world_size, drop_last=compiled))
     if steps == 0:
         raise ConfigError(f"batch_size={config.batch_size} leaves no training batch for "
                           f"{len(train[0])} images on {ctx.world_size} process(es)")
@@ -104,7 +105,7 @@ def setup(config: TrainConfig, ctx: DistContext) -> RunState:
     scheduler = build_scheduler(optimizer, config.schedule, steps, config.epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == "float16" and device.type == "cuda")
     return RunState(data, train, test, val, build_option("augment", config.augment), module, train_model, eval_model,
-                    optimizer, scheduler, scaler, amp_dtype, channels_last, steps, params, macs)
+                    optimizer, scheduler, scaler, amp_dtype, channels_last, compiled, steps, params, macs)
 
 
 # ---------------------------------------------------------------- the loop
@@ -179,7 +180,7 @@ class Trainer:
         seed_everything(stream_seed(cfg.seed, epoch, 0, ctx.rank))  # dropout etc.
         augment_gen = torch.Generator(device=self.device).manual_seed(stream_seed(cfg.seed, epoch, 2))
         batches = epoch_batches(cfg.seed, epoch, len(state.train[0]), cfg.batch_size, cfg.steps_per_epoch,
-                                world_size=ctx.world_size, drop_last=cfg.compile)
+                                world_size=ctx.world_size, drop_last=state.compiled)
         state.train_model.train()
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, errors
         count, start = 0, time.time()
@@ -218,7 +219,7 @@ class Trainer:
         for index in shard.split(size):
             x = x_all[index] if transform is None else transform(x_all[index])
             n = x.shape[0]
-            if self.config.compile and n < size:
+            if self.state.compiled and n < size:
                 x = torch.cat([x, x.new_zeros(size - n, *x.shape[1:])])
             logits = self.forward(self.state.eval_model, x)[:n]
             y = y_all[index]
