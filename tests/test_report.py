@@ -610,3 +610,14 @@ def test_robustness_sizes_stay_whole_numbers_beside_full_set_runs():
     base = {field: None for field in CELL_FIELDS} | {"path": "r", "seed": 0, "robustness": {"p4m": {"e": 10.0}}}
     runs = pd.DataFrame([base | {"train_size": 100.0}, base | {"train_size": None, "path": "s"}])
     assert list(robustness_runs(runs)["train_size"]) == [100, None]
+
+
+def test_csv_run_paths_name_no_machine_folder_inside_the_working_folder(sweep, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(RunFileWarning):
+        build_report([sweep], "out")
+    for name in ("runs.csv", "excluded.csv"):
+        paths = pd.read_csv(tmp_path / "out" / name)["path"]
+        assert len(paths) and not any(str(tmp_path) in p for p in paths), name
+    assert "single/z2-cf-0" in set(pd.read_csv(tmp_path / "out" / "runs.csv")["path"])
+    assert "multirun/2026-01-01/12-00-00/crashed" in set(pd.read_csv(tmp_path / "out" / "excluded.csv")["path"])

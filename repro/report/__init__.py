@@ -16,7 +16,7 @@ import pandas as pd
 from ..io import write_text
 from .collect import RunCollection, RunFileWarning, collect_runs, find_run_dirs
 from .plots import convergence_figure, data_efficiency_figure, robustness_figure, save_figure
-from .render import render_latex, render_markdown
+from .render import render_latex, render_markdown, shown_path
 from .table import (DEFAULT_REFERENCE, convergence_summary, data_efficiency, load_reference, robustness_runs,
                     robustness_summary, summarize)
 
@@ -59,11 +59,16 @@ def build_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                + save_figure(robustness_figure(robustness), out / "robustness"))
     tables = {"table.md": render_markdown(summary, collection, convergence, inputs, figures, efficiency, robustness),
               "table.csv": summary.to_csv(index=False), "table.tex": render_latex(summary),
-              "runs.csv": collection.runs.drop(columns=["mtime", "items", "robustness"]).to_csv(index=False),
-              "excluded.csv": collection.excluded.to_csv(index=False)}
+              "runs.csv": _shown_paths(collection.runs.drop(columns=["mtime", "items", "robustness"])).to_csv(index=False),
+              "excluded.csv": _shown_paths(collection.excluded).to_csv(index=False)}
     optional = {"convergence.csv": convergence, "data_efficiency.csv": efficiency,
-                "robustness.csv": per_run_robustness}
+                "robustness.csv": _shown_paths(per_run_robustness)}
     tables.update({name: frame.to_csv(index=False) for name, frame in optional.items() if not frame.empty})
     files = [write_text(out / name, text) for name, text in tables.items()]
     return Report(out_dir=out, files=files + figures, collection=collection, figures=figures,
                   summary=summary, efficiency=efficiency, robustness=robustness)
+
+
+def _shown_paths(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its run paths as ``table.md`` shows them (:func:`shown_path`)."""
+    return frame.assign(path=frame["path"].map(shown_path)) if "path" in frame else frame

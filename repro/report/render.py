@@ -182,6 +182,13 @@ def wide_sections(summary: pd.DataFrame) -> list[Section]:
     return [_section(data, section) for (data,), section in group_rows(summary, ("data_label",)).items()]
 
 
+def shown_path(path: str) -> str:
+    """``path`` relative to the working folder where it lies inside it, else as given: the
+    committed reports name no machine's folders."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def _relative(path: str, root: str) -> str:
     relative = os.path.relpath(path, root) if root else path
     return path if relative == "." else relative
@@ -294,8 +301,7 @@ def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergenc
                                      "First epoch ≤ z2 final"], _convergence_rows(convergence)) + "\n")
     if figures:
         parts.append("Figures: " + ", ".join(f"`{Path(f).name}`" for f in figures) + ".\n\n")
-    shown = os.path.relpath(root) if root and not os.path.relpath(root).startswith("..") else root
-    parts.append(f"## Per-run results\n\nRun paths are relative to `{shown}`; `Identity` is the hash of "
+    parts.append(f"## Per-run results\n\nRun paths are relative to `{shown_path(root) if root else root}`; `Identity` is the hash of "
                  "the run's resolved config (seed included, file locations excluded).\n\n"
                  + markdown_table(PER_RUN_HEADER, _per_run_rows(runs, root)) + "\n")
     parts.append(f"## Excluded runs ({len(collection.excluded)})\n\n"
