@@ -17,9 +17,9 @@ from torch import nn
 
 from gcnn.validation import check_choice, invalid
 
-__all__ = ["AMP_DTYPES", "AUTO_FLAGS", "check_device_name", "resolve_device", "resolve_flag", "resolve_speed_flags", "autocast",
-           "to_channels_last", "forward_in_layout", "cpu_model", "device_name", "device_slug", "git_commit",
-           "describe_machine"]
+__all__ = ["AMP_DTYPES", "AUTO_FLAGS", "check_device_name", "resolve_device", "resolve_flag", "resolve_speed_flags",
+           "autocast", "to_channels_last", "forward_in_layout", "cpu_model", "device_name", "device_slug",
+           "git_commit", "describe_machine"]
 
 AMP_DTYPES = ("bfloat16", "float16")
 AUTO_FLAGS = ("auto", True, False)  # a flag that is "auto": on for CUDA only

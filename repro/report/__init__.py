@@ -57,9 +57,10 @@ def build_report(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     figures = (save_figure(convergence_figure(collection.curves), out / "convergence")
                + save_figure(data_efficiency_figure(summary, efficiency), out / "data_efficiency")
                + save_figure(robustness_figure(robustness), out / "robustness"))
+    runs = collection.runs.drop(columns=["mtime", "items", "robustness"])
     tables = {"table.md": render_markdown(summary, collection, convergence, inputs, figures, efficiency, robustness),
               "table.csv": summary.to_csv(index=False), "table.tex": render_latex(summary),
-              "runs.csv": _shown_paths(collection.runs.drop(columns=["mtime", "items", "robustness"])).to_csv(index=False),
+              "runs.csv": _shown_paths(runs).to_csv(index=False),
               "excluded.csv": _shown_paths(collection.excluded).to_csv(index=False)}
     optional = {"convergence.csv": convergence, "data_efficiency.csv": efficiency,
                 "robustness.csv": _shown_paths(per_run_robustness)}

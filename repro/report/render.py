@@ -301,7 +301,8 @@ def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergenc
                                      "First epoch ≤ z2 final"], _convergence_rows(convergence)) + "\n")
     if figures:
         parts.append("Figures: " + ", ".join(f"`{Path(f).name}`" for f in figures) + ".\n\n")
-    parts.append(f"## Per-run results\n\nRun paths are relative to `{shown_path(root) if root else root}`; `Identity` is the hash of "
+    shown = shown_path(root) if root else root
+    parts.append(f"## Per-run results\n\nRun paths are relative to `{shown}`; `Identity` is the hash of "
                  "the run's resolved config (seed included, file locations excluded).\n\n"
                  + markdown_table(PER_RUN_HEADER, _per_run_rows(runs, root)) + "\n")
     parts.append(f"## Excluded runs ({len(collection.excluded)})\n\n"
