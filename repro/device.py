@@ -55,8 +55,8 @@ def resolve_flag(value: Any, device: torch.device, name: str = "flag") -> bool:
 
 def resolve_speed_flags(compile: Any, channels_last: Any, device: torch.device) -> tuple[bool, bool]:
     """A config's ``compile`` and ``channels_last`` (each ``"auto"``, ``True`` or ``False``) as
-    ``(compiled, channels_last)``. ``"auto"`` compiles on CUDA only, and stores channels_last only
-    where the model is compiled on CUDA: on an H100 channels_last sped the compiled paper networks
+    ``(compiled, channels_last)``. ``"auto"`` compiles on CUDA only, and uses the channels_last layout
+    only where the model is compiled on CUDA: on an H100 channels_last sped the compiled paper networks
     up and slowed eager ones down (results/bench/nvidia-h100-80gb-hbm3-channels_last/)."""
     compiled = resolve_flag(compile, device, "compile")
     layout = resolve_flag(channels_last, device, "channels_last") and (channels_last is True or compiled)
@@ -73,7 +73,9 @@ def autocast(device: torch.device, dtype: str | None) -> ContextManager:
 
 
 def to_channels_last(module: nn.Module) -> nn.Module:
-    """Store every 4-D parameter (the conv banks) channels_last, in place; returns ``module``."""
+    """Store every 4-D parameter (``nn.Conv2d`` weights) channels_last, in place; returns ``module``.
+    The G-convs keep 5-D filters and expand them into a 4-D bank on every forward, so their layout
+    follows the input batch's (:func:`forward_in_layout`), not this."""
     for p in module.parameters():
         if p.dim() == 4:
             p.data = p.data.contiguous(memory_format=torch.channels_last)

@@ -94,7 +94,7 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
     compiled, channels_last = resolve_speed_flags(config.compile, config.channels_last, device)
     amp_dtype = config.amp_dtype if resolve_flag(config.amp, device, "amp") else None
     model = model.to(device).train()
-    if channels_last:                        # as the trainer: 4-D parameters and the input batch
+    if channels_last:                        # as the trainer: 4-D weights (the plain twin's) and the input batch
         to_channels_last(model)
     optimizer = build_optimizer(model.parameters(), config.optim)
     augment = build_option("augment", config.augment)
