@@ -59,17 +59,15 @@ class CheckOptions:
     compile_experiments: tuple[str, ...] = EXPERIMENTS   # p4m and plain also measured with compile flipped
     tests: tuple[str, ...] = ("tests",)
     run_images: int = 4000                    # >= 4k: ZCA of 3072-dim images needs more images than dims
-    run_overrides: tuple[str, ...] = ()       # added to the 2-epoch runs
-    run_compiled: tuple[str, ...] = ("paper_allcnnc",)   # 2-epoch runs with compile=true
+    run_overrides: tuple[str, ...] = ()       # added to the 2-epoch runs (compiled on CUDA: compile=auto)
 
     @classmethod
     def dry_run(cls) -> "CheckOptions":
         """Toy sizes on one CPU thread: every code path in well under a minute."""
         return cls(dry=True, device="cpu", overrides=(*TINY, "batch_size=4"), steps=1, warmup=1,
                    compile_backend="eager", compile_experiments=EXPERIMENTS[:1], tests=("tests/test_gpu_check.py",),
-                   run_images=60, run_compiled=(),
-                   run_overrides=(*TINY, "batch_size=16", "eval_batch_size=20", "equivariance_images=4",
-                                  "data.preprocess=standardize"))
+                   run_images=60, run_overrides=(*TINY, "batch_size=16", "eval_batch_size=20", "equivariance_images=4",
+                                                  "data.preprocess=standardize"))
 
 
 def check_cases(opts: CheckOptions, configured: Mapping[str, bool]) -> list[TrainCase]:
@@ -106,7 +104,7 @@ def project_sweep(rows: Sequence[Mapping]) -> dict:
 
 def two_epoch_runs(opts: CheckOptions, device: torch.device, log: Callable[[str], None]) -> list[dict]:
     """Two-epoch p4m runs of every experiment through ``repro.train.run`` on a synthetic CIFAR10-format
-    folder of ``opts.run_images`` training images, those in ``opts.run_compiled`` with compile=true."""
+    folder of ``opts.run_images`` training images, compiled where the config's ``compile`` resolves so."""
     from repro.data import write_cifar_folder
     from repro.train import compose_config, load_config, run
     from repro.train.run_folder import METRICS
@@ -119,7 +117,7 @@ def two_epoch_runs(opts: CheckOptions, device: torch.device, log: Callable[[str]
             log(f"two-epoch run: {experiment} p4m ({opts.run_images} synthetic images)")
             overrides = [f"experiment={experiment}", "group=p4m", "data=cifar_folder", f"data.root={root / 'data'}",
                          "data.verify_checksums=false", "logger=none", "epochs=2", f"device={device}",
-                         *opts.run_overrides, *(["compile=true"] if experiment in opts.run_compiled else [])]
+                         *opts.run_overrides]
             torch._dynamo.reset()
             before, start, error, result, compiled = dynamo_counts(), time.perf_counter(), None, {}, False
             try:
