@@ -30,16 +30,16 @@ def run_bench(out_dir: str | Path, device: torch.device, command: str, *, quick:
     """Measure the parts not in ``skip`` (``quick``: small sizes, rotmnist only) and write
     ``<out_dir>/<device slug>[-quick].md`` and ``.json``; ``merge`` keeps the sections of the
     earlier report that this run does not measure. ``overrides`` apply to every training case."""
+    from repro.train.reproducible import determinism   # repro.train loads omegaconf: only when run
     start, cpu = time.perf_counter(), device.type == "cpu"
-    if not cpu:
-        torch.backends.cudnn.benchmark = True     # the fastest conv algorithm per shape, as training does
     version = layers.escnn_version()
     results = new_results(device, command, escnn_version=version, quick=quick)
     if "layers" not in skip:
         if version is None:
             results["meta"]["notes"].append(
                 "escnn not installed: its column is skipped (see README: optional bench extra).")
-        results["layers"] = layers.bench_layers(device, quick=quick, with_escnn=version is not None, log=log)
+        with determinism(False):   # the trainer's cudnn flags (benchmark on), restored after
+            results["layers"] = layers.bench_layers(device, quick=quick, with_escnn=version is not None, log=log)
     if "compile" not in skip:
         log("torch.compile: graph breaks of the G-layers")
         results["compile"] = {"layers": compile_check.check_layers()}
