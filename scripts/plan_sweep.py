@@ -88,7 +88,6 @@ def paper_recipe(arch: str) -> Any:
     return compose_config([f"experiment=paper_{arch}"])
 
 
-@functools.cache
 def model_macs(arch: str, group: str, data: str) -> int:
     """MACs per image of ``arch``/``group`` as its paper recipe builds it (width, model overrides), at
     the input size of ``data`` (cifar10 or cifar100)."""
@@ -103,10 +102,12 @@ def model_macs(arch: str, group: str, data: str) -> int:
 def sweep_macs(plan: SweepPlan, macs_of: Callable[[str, str, str], int] = model_macs) -> int:
     """Total multiply-accumulates of the sweep (see the module docstring)."""
     full, test = DATASETS[plan.dataset][:2]
+    per_image = {(arch, group): macs_of(arch, group, plan.dataset)
+                 for arch, groups in plan.networks.items() for group in groups}
     total = 0
     for arch, group, _, size, _ in plan.jobs():
         seen = plan.epochs[arch] * (full if size is None or plan.equal_steps else size)
-        total += (TRAIN_COST_FACTOR * seen + plan.epochs[arch] * test) * macs_of(arch, group, plan.dataset)
+        total += (TRAIN_COST_FACTOR * seen + plan.epochs[arch] * test) * per_image[arch, group]
     return total
 
 
