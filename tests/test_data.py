@@ -20,7 +20,7 @@ import repro.data.cifar_format as cifar_module
 import repro.data.preprocess as preprocess_module
 from repro.data import DataConfig, DataError, build_augment, build_data, write_cifar_folder
 from repro.data.cifar_format import cifar_layout, load_cifar
-from repro.data.digits import DIGITS_TRAIN_SIZE, load_digits_rot, place_in_canvas, rotate_images
+from repro.data.digits import digits_split, load_digits_rot, place_in_canvas, rotate_images
 from repro.data.preprocess import (ZCA_EPS, Preprocessor, contrast_normalize, fit_preprocessor,
                                    fit_standardize, fit_zca)
 from repro.data.subsets import balanced_subset, class_quotas, split_off_balanced
@@ -743,7 +743,7 @@ def test_digits_rot_rotation_angles_are_spread(digits_raw):
     """Recover each training image's angle by matching rotated copies of the upright
     digit: every image is a rotation of its digit, and the angles cover the circle."""
     images, labels = digits_raw
-    _, train_idx = split_off_balanced(labels, DIGITS_TRAIN_SIZE, 10, seed=0)  # load_digits_rot's fixed split
+    train_idx, _ = digits_split(labels)
     upright = place_in_canvas(images[train_idx[:200]], 16)
     rotated = load_digits_rot(image_size=16, seed=0)[0][:200]
     candidates = torch.arange(72) * (2 * math.pi / 72)

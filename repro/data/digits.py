@@ -43,8 +43,15 @@ def load_digits_rot(image_size: int = 16, seed: int = 0) -> tuple[torch.Tensor, 
     gen = torch.Generator().manual_seed(seed)
     angles = torch.rand(len(images), generator=gen, dtype=torch.float64) * (2 * math.pi)
     images = rotate_images(images, angles).clamp(0.0, 1.0)
-    test, train = split_off_balanced(labels, DIGITS_TRAIN_SIZE, 10, seed=0)  # fixed, whatever the seed
+    train, test = digits_split(labels)
     return images[train], labels[train], images[test], labels[test], [str(d) for d in range(10)]
+
+
+def digits_split(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train, test)`` indices: a class-balanced ``DIGITS_TRAIN_SIZE`` for training, the rest
+    for testing; fixed, whatever the run's seed."""
+    test, train = split_off_balanced(labels, DIGITS_TRAIN_SIZE, 10, seed=0)
+    return train, test
 
 
 def place_in_canvas(images: torch.Tensor, image_size: int) -> torch.Tensor:
