@@ -23,6 +23,7 @@ from matplotlib.path import Path as MplPath
 from PIL import Image
 
 import gcnn
+from gcnn.equivariance import act
 from gcnn.validation import check_choice, check_int
 from repro.data.digits import place_in_canvas
 from repro.io import atomic_write
@@ -93,8 +94,9 @@ def equivariance_frames(group: str, image_size: int = DEFAULT_IMAGE_SIZE) -> lis
 
 
 def _deviation(got: np.ndarray, source: np.ndarray, G: gcnn.Group, g: int) -> float:
-    """``max |got - g . source|`` relative to ``max |g . source|``, ``g`` acting on the last two axes."""
-    expected = G.transform_image(torch.from_numpy(np.ascontiguousarray(source)), g).numpy()
+    """``max |got - g . source|`` relative to ``max |g . source|``, ``g`` acting as the library's
+    :func:`gcnn.equivariance.act` does on an image ``(H, W)`` or one channel's maps ``(order, H, W)``."""
+    expected = act(G, torch.from_numpy(np.ascontiguousarray(source))[None, None], g)[0, 0].numpy()
     return float(np.abs(got - expected).max()) / max(float(np.abs(expected).max()), 1e-300)
 
 
@@ -108,9 +110,8 @@ def equivariance_residual(frames: Sequence[Frame]) -> float:
     for frame in frames:
         g = frame.element
         worst = max(worst, _deviation(frame.image, base.image, G, g))
-        to_source = G.axis_permutation(g).numpy()  # node n -> node g^-1 n
         for maps, base_maps in zip(frame.maps, base.maps, strict=True):
-            worst = max(worst, _deviation(maps, base_maps[to_source], G, g))
+            worst = max(worst, _deviation(maps, base_maps, G, g))
     return worst
 
 
