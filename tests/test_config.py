@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from repro.data import DataConfig, build_data
 from repro.train import ConfigError, compose_config, config_groups, load_config, to_dict
 from repro.train.config import CONFIG_DIR
 from repro.train.identity import identity_diff, identity_hash, identity_items
@@ -30,7 +31,7 @@ def factors(schedule: dict, steps: int, steps_per_epoch: int, epochs: int) -> li
 # ---------------------------------------------------------------- composition
 def test_default_config_is_the_cpu_demo():
     config = load_config(compose_config())
-    assert (config.data["name"], config.model.name, config.group.name, config.augment["name"]) == \
+    assert (config.data.name, config.model.name, config.group.name, config.augment["name"]) == \
         ("digits_rot", "rotmnist", "p4", "none")
     assert (config.optim["name"], config.optim["lr"], config.batch_size) == ("adam", 0.001, 128)
     assert config.logger["name"] == "csv" and config.device == "auto"
@@ -57,7 +58,7 @@ def test_a_plain_dict_is_the_same_experiment_as_its_hydra_composition(plain):
 
 def test_paper_recipes():
     allcnnc = load_config(compose_config(["experiment=paper_allcnnc"]))
-    assert (allcnnc.model.name, allcnnc.data["name"], allcnnc.optim["name"], allcnnc.optim["lr"],
+    assert (allcnnc.model.name, allcnnc.data.name, allcnnc.optim["name"], allcnnc.optim["lr"],
             allcnnc.optim["momentum"], allcnnc.optim["weight_decay"], allcnnc.batch_size) == \
         ("allcnnc", "cifar10", "sgd", 0.01, 0.9, 0.001, 128)
     resnet = load_config(compose_config(["experiment=paper_resnet44", "group=p4m"]))
@@ -166,3 +167,21 @@ def test_identity_leaves_out_location_keys_only():
     items = identity_items(base)
     assert "data.root" not in items and "logger.name" not in items and items["seed"] == 0
     assert items["data.preprocess"] == "standardize" and "optim.betas" in items
+
+
+def test_data_config_is_typed_and_validated_once(monkeypatch):
+    """``TrainConfig.data`` is a DataConfig, validated once by load_config; build_data trusts it."""
+    checks = []
+    validate_data = DataConfig.validate
+    monkeypatch.setattr(DataConfig, "validate", lambda self: checks.append(self.name) or validate_data(self))
+    config = load_config({"data": {"name": "digits_rot", "train_size": 50}})
+    assert isinstance(config.data, DataConfig) and config.data.train_size == 50
+    assert len(build_data(config.data).train_y) == 50
+    assert checks == ["digits_rot"]
+
+
+@pytest.mark.parametrize("data, classes", [({"name": "cifar100"}, 100), ({"name": "cifar10"}, 10),
+                                           ({"name": "cifar_folder", "format": "cifar100"}, 100),
+                                           ({"name": "digits_rot"}, 10)])
+def test_data_config_knows_its_class_count(data, classes):
+    assert DataConfig(**data).num_classes == classes

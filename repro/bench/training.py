@@ -57,16 +57,12 @@ def load_case_config(case: TrainCase) -> Any:
     return load_config(compose_config(list(case.overrides)))
 
 
-def _num_classes(config: Any) -> int:
-    return 100 if config.data.get("name") == "cifar100" or config.data.get("format") == "cifar100" else 10
-
-
 def build_network(case: TrainCase, config: Any) -> tuple[nn.Module, float]:
     """The case's model (on the CPU, float32) and the width multiplier it was built with."""
     m = config.model
     if case.network == "plain":
-        return build_plain_same_macs(m.name, config.group.name, _num_classes(config), m.width, m.overrides)
-    model = models.build_model(m.name, config.group.name, _num_classes(config),
+        return build_plain_same_macs(m.name, config.group.name, config.data.num_classes, m.width, m.overrides)
+    model = models.build_model(m.name, config.group.name, config.data.num_classes,
                                in_channels=models.default_input_shape(m.name)[0], width=m.width, **dict(m.overrides))
     return model, m.width
 
@@ -101,7 +97,7 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
     # as the trainer: static shapes, one graph per shape family
     train_model = torch.compile(model, backend=compile_backend, dynamic=False) if compiled else model
     data_x = torch.randn(batch * (steps + warmup), *shape, device=device)   # every step on new images
-    data_y = torch.randint(0, _num_classes(config), (len(data_x),), device=device)
+    data_y = torch.randint(0, config.data.num_classes, (len(data_x),), device=device)
     generator = torch.Generator(device=device).manual_seed(0)
 
     def step(index: int, size: int) -> None:

@@ -14,7 +14,7 @@ import torch
 
 from gcnn.validation import check_choice, check_int, invalid
 from repro.data.augment import AUGMENT_NAMES, build_augment
-from repro.data.cifar_format import CIFAR_FORMATS, load_cifar, write_cifar_folder
+from repro.data.cifar_format import CIFAR_FORMATS, cifar_layout, load_cifar, write_cifar_folder
 from repro.data.digits import load_digits_rot
 from repro.data.errors import DataError
 from repro.data.preprocess import PREPROCESS_NAMES, fit_preprocessor
@@ -55,16 +55,19 @@ class DataConfig:
         """The on-disk CIFAR layout to read (``cifar10`` | ``cifar100``): a folder's ``format``, else ``name``."""
         return self.format if self.name == "cifar_folder" else self.name
 
+    @property
+    def num_classes(self) -> int:
+        """Classes of the data set: its CIFAR layout's, else the ten digits."""
+        return cifar_layout(self.layout).num_classes if self.layout in CIFAR_FORMATS else 10
+
     @classmethod
-    def from_mapping(cls, cfg: "DataConfig | Mapping[str, Any]") -> "DataConfig":
-        """A validated ``DataConfig`` from itself or a mapping (an OmegaConf ``DictConfig`` resolves on access)."""
-        if not isinstance(cfg, DataConfig):
-            known = [f.name for f in fields(cls)]
-            unknown = sorted(set(cfg) - set(known))
-            if unknown:
-                raise ValueError(f"unknown data config key(s) {unknown}; valid keys: {known}")
-            cfg = cls(**cfg)
-        return cfg.validate()
+    def from_mapping(cls, cfg: Mapping[str, Any]) -> "DataConfig":
+        """A validated ``DataConfig`` from a mapping (an OmegaConf ``DictConfig`` resolves on access)."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(cfg) - set(known))
+        if unknown:
+            raise ValueError(f"unknown data config key(s) {unknown}; valid keys: {known}")
+        return cls(**cfg).validate()
 
     def validate(self) -> "DataConfig":
         """Raise ``ValueError`` (one line naming the value and what is valid) on a bad field,
@@ -121,8 +124,9 @@ def _absolute(root: str | Path) -> Path:
 
 
 def build_data(cfg: DataConfig | Mapping) -> DataBundle:
-    """Load, split, subset and preprocess the data set that ``cfg`` names."""
-    cfg = DataConfig.from_mapping(cfg)
+    """Load, split, subset and preprocess the data set that ``cfg`` names. A mapping is validated
+    here; a ``DataConfig`` was validated where it was built (:func:`repro.train.load_config`)."""
+    cfg = cfg if isinstance(cfg, DataConfig) else DataConfig.from_mapping(cfg)
     root = _absolute(cfg.root)
     if cfg.name == "digits_rot":
         train_x, train_y, test_x, test_y, classes = load_digits_rot(cfg.image_size, cfg.seed)

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from gcnn.validation import check_choice, check_int, check_number, invalid
+from repro.data import DataConfig
 from repro.device import AMP_DTYPES, AUTO_FLAGS, check_device_name
 
-from .identity import identity_hash, recorded_config
+from .identity import folder_fingerprint, identity_hash
 
 try:
     from omegaconf import OmegaConf
@@ -22,7 +23,7 @@ except ImportError:  # plain-dict configs work without Hydra and omegaconf (a ba
     OmegaConf = None
 
 __all__ = ["ConfigError", "ModelConfig", "GroupConfig", "TrainConfig", "CONFIG_DIR", "PAPER_TABLE", "config_groups",
-           "compose_config", "load_config", "validate", "to_dict", "build_option"]
+           "compose_config", "load_config", "validate", "to_dict", "recorded_config", "build_option"]
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # The paper's CIFAR table: each preset with the groups it reports (what `make reproduce-table` trains).
@@ -79,10 +80,10 @@ class GroupConfig:
 
 @dataclass
 class TrainConfig:
-    """Every setting of a run. ``data``: the fields of :class:`repro.data.DataConfig`; ``augment``,
+    """Every setting of a run. ``data``: what :func:`repro.data.build_data` loads; ``augment``,
     ``optim``, ``schedule``, ``logger``: the chosen option's YAML (``name`` plus its own keys)."""
 
-    data: dict = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
     augment: dict = field(default_factory=lambda: {"name": "none"})
     model: ModelConfig = field(default_factory=ModelConfig)
     group: GroupConfig = field(default_factory=GroupConfig)
@@ -133,13 +134,11 @@ def load_config(cfg: Any) -> TrainConfig:
             import yaml
             option = {**(yaml.safe_load(path.read_text()) or {}), **option}
         values[section] = option
-    for name, cls in (("model", ModelConfig), ("group", GroupConfig)):
+    for name, cls in (("model", ModelConfig), ("group", GroupConfig), ("data", DataConfig)):
         _known_keys(cls, values.get(name) or {}, f"{name}.")
         values[name] = cls(**(values.get(name) or {}))
     config = TrainConfig(**values)
     validate(config)
-    from repro.data import DataConfig
-    config.data = dataclasses.asdict(DataConfig(**config.data))  # every field, defaults filled in
     return config
 
 
@@ -195,7 +194,6 @@ def validate(config: TrainConfig) -> None:
     """Check every choice and range; raise :class:`ConfigError` naming the first bad value."""
     import gcnn
     import models
-    from repro.data import DataConfig
 
     try:
         check_choice("group", config.group.name, gcnn.GROUP_NAMES)
@@ -218,15 +216,25 @@ def validate(config: TrainConfig) -> None:
         for key in ("deterministic", "bn_recalibration", "robustness"):
             check_choice(key, getattr(config, key), (True, False))
         check_device_name(config.device)
-        _known_keys(DataConfig, config.data, "data.")
-        DataConfig(**config.data).validate()
+        config.data.validate()  # the one validation of the data config (build_data trusts a DataConfig)
     except ValueError as error:  # gcnn.validation's and the data's errors, as one config error
         raise ConfigError(str(error)) from None
 
 
 def to_dict(config: TrainConfig) -> dict:
-    """The full resolved config as a JSON-friendly dict (what ``result.json`` records)."""
+    """The full resolved config as a JSON-friendly dict."""
     return dataclasses.asdict(config)
+
+
+def recorded_config(config: TrainConfig) -> dict[str, Any]:
+    """What a run records and is identified by: :func:`to_dict` of ``config`` plus, for
+    ``cifar_folder``, ``data.content`` (:func:`repro.train.identity.folder_fingerprint`), so two
+    folders are two experiments; the other data sets are named exactly by ``data.name``."""
+    out = to_dict(config)
+    data = out["data"]
+    if data["name"] == "cifar_folder" and Path(str(data["root"])).is_dir():
+        data["content"] = folder_fingerprint(data["root"], data["format"])
+    return out
 
 
 def _identity(*, _root_: Any) -> str:

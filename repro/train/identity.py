@@ -8,13 +8,11 @@ import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-if TYPE_CHECKING:
-    from .config import TrainConfig
+from repro.data.cifar_format import cifar_layout
 
-__all__ = ["LOCATION_KEYS", "flatten", "identity_items", "identity_hash", "identity_diff",
-           "folder_fingerprint", "recorded_config"]
+__all__ = ["LOCATION_KEYS", "flatten", "identity_items", "identity_hash", "identity_diff", "folder_fingerprint"]
 
 # Keys (or whole sections) that never change a number: where the data lives and whether it is
 # fetched or checked, the device name, logging, progress display and the sweep's folder name.
@@ -56,7 +54,6 @@ def folder_fingerprint(root: str | Path, data_format: str = "cifar10") -> str:
     """Short hash of the names and bytes of a CIFAR-format folder's files (in its layout's
     sub-folder if present; hidden entries such as ``.cache`` skipped): the identity of a
     user's own data, which its path is not."""
-    from repro.data.cifar_format import cifar_layout
     folder = Path(root) / cifar_layout(data_format).folder
     folder = folder if folder.is_dir() else Path(root)
     files = sorted(p for p in folder.rglob("*") if p.is_file()
@@ -74,14 +71,3 @@ def _hash_files(folder: Path, stamp: tuple[tuple[str, int, int], ...]) -> str:
                 digest.update(block)
     return digest.hexdigest()[:16]
 
-
-def recorded_config(config: "TrainConfig") -> dict[str, Any]:
-    """What a run records and is identified by: :func:`to_dict` of ``config`` plus, for
-    ``cifar_folder``, ``data.content`` (:func:`folder_fingerprint`), so two folders are two
-    experiments; the other data sets are named exactly by ``data.name``."""
-    from .config import to_dict
-    out = to_dict(config)
-    data = out["data"]
-    if data.get("name") == "cifar_folder" and Path(str(data.get("root", ""))).is_dir():
-        data["content"] = folder_fingerprint(data["root"], data.get("format", "cifar10"))
-    return out

@@ -22,9 +22,9 @@ from repro.device import describe_machine, forward_in_layout, resolve_flag, reso
 from repro.io import write_json, write_text
 
 from . import distributed
-from .config import ConfigError, TrainConfig, build_option, load_config
+from .config import ConfigError, TrainConfig, build_option, load_config, recorded_config
 from .distributed import DistContext
-from .identity import identity_hash, recorded_config
+from .identity import identity_hash
 from .measure import equivariance_group, measure_equivariance, robustness_errors
 from .optim import build_optimizer, build_scheduler
 from .reproducible import determinism, epoch_batches, global_batches, seed_everything, stream_seed
@@ -303,7 +303,7 @@ class Trainer:
         if not self.ctx.is_main:
             return Logger()
         c = self.config
-        tags = [c.group.name, c.model.name, c.augment["name"], str(c.data["name"])]
+        tags = [c.group.name, c.model.name, c.augment["name"], c.data.name]
         return build_option("logger", c.logger, run_dir=self.run_dir, config=self.config_dict,
                             run_name="-".join(tags) + f"-seed{c.seed}",
                             default_group=c.sweep_name if self.multirun else None, default_tags=tags)
@@ -317,7 +317,7 @@ class Trainer:
         error = measure_equivariance(state.module, images, measured, c.eval_batch_size) if main else math.nan
         result = {
             "status": "finished", "model": c.model.name, "group": c.group.name, "augment": c.augment["name"],
-            "data": c.data["name"], "train_size": c.data["train_size"], "n_train": int(state.train[0].shape[0]),
+            "data": c.data.name, "train_size": c.data.train_size, "n_train": int(state.train[0].shape[0]),
             "seed": c.seed, "epochs": c.epochs, "steps": c.epochs * state.steps_per_epoch,
             "final_test_error": last["test_error"], "final_test_loss": last["test_loss"],
             "best_test_error": best["test_error"], "best_epoch": best["epoch"],
@@ -331,7 +331,7 @@ class Trainer:
         }
         if c.robustness:
             result["robustness"] = robustness_errors(lambda t: self.evaluate(*state.test, transform=t)[1],
-                                                     rotations=c.data["name"] == "digits_rot")
+                                                     rotations=c.data.name == "digits_rot")
         if "val_error" in last:
             best_val = min(self.history, key=lambda row: (row["val_error"], row["epoch"]))
             result.update(final_val_error=last["val_error"], best_val_error=best_val["val_error"],
