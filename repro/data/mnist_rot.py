@@ -180,13 +180,13 @@ def read_amat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     outside = ~((pixels >= 0) & (pixels <= 1))  # NaN too
     if outside.any():
         row, column = np.argwhere(outside)[0]
-        raise DataError(f"{path}: line {_line_of_row(path, row)}: pixel {column + 1} is {pixels[row, column]!r}, "
+        raise DataError(f"{path}: line {_line_of_row(path, row)}: pixel {column + 1} is {float(pixels[row, column])!r}, "
                         f"outside [0, 1]; {_REPLACE}")
     bad = ~((labels == np.round(labels)) & (labels >= 0) & (labels < NUM_CLASSES))
     if bad.any():
         row = int(np.argmax(bad))
         what = "not an integer" if labels[row] != np.round(labels[row]) else "out of range"
-        raise DataError(f"{path}: line {_line_of_row(path, row)}: label {labels[row]!r} is {what}; expected "
+        raise DataError(f"{path}: line {_line_of_row(path, row)}: label {float(labels[row])!r} is {what}; expected "
                         f"the class 0..{NUM_CLASSES - 1} as the last number (e.g. 3.0); {_REPLACE}")
     images = torch.from_numpy(pixels.astype(np.float32)).reshape(-1, 1, IMAGE_SIDE, IMAGE_SIDE)
     return images, torch.from_numpy(labels.astype(np.int64))
