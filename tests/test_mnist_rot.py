@@ -284,8 +284,11 @@ def test_yaml_is_a_valid_config(tmp_path, monkeypatch):
 def test_image_size_other_than_28_is_refused():
     with pytest.raises(ValueError, match=r"^data.image_size=32 is not valid; expected 28 for data=mnist_rot"):
         DataConfig(name="mnist_rot", image_size=32).validate()
-    DataConfig(name="mnist_rot", image_size=28).validate()
-    DataConfig(name="mnist_rot").validate()  # the field's default (digits_rot's size) means "not given"
+    # the field's default is digits_rot's size: for mnist_rot it reads as 28, so a config without the key
+    # (a plain dict) records the same image_size, and so the same run identity, as the YAML
+    assert DataConfig(name="mnist_rot").validate().image_size == 28
+    assert DataConfig.from_mapping({"name": "mnist_rot"}) == DataConfig(name="mnist_rot", image_size=28)
+    assert DataConfig(name="digits_rot").image_size == 16
 
 
 def test_val_size_is_the_last_rows(tmp_path, tiny_mnist_rot):

@@ -39,7 +39,8 @@ _SUBSET_SEED_OFFSET = 7919  # training subset draws differ from the validation-s
 class DataConfig:
     """What :func:`build_data` loads. ``name``: ``cifar10`` | ``cifar100`` | ``cifar_folder`` (your
     folder in the layout ``format`` names) | ``mnist_rot`` (28x28) | ``digits_rot`` (bundled, upsampled
-    to ``image_size``; the other data sets keep their size, and ``mnist_rot`` refuses any other than 28).
+    to ``image_size``; the other data sets keep their size: ``mnist_rot`` refuses any other than 28 and
+    reads the field's default as 28).
     ``root`` holds (or receives) the data and the ``.cache`` of preprocessing fits and parsed files.
     ``train_size``: class-balanced training subset (``None``: all); ``val_size``: validation images held
     out of the training set first (class-balanced; ``mnist_rot``: its last ``val_size`` rows, the
@@ -55,6 +56,10 @@ class DataConfig:
     val_size: int = 0
     image_size: int = 16
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.name == "mnist_rot" and self.image_size == DataConfig.image_size:
+            self.image_size = IMAGE_SIDE  # the field's default is digits_rot's; MNIST-rot records its own size
 
     @property
     def layout(self) -> str:
@@ -82,7 +87,7 @@ class DataConfig:
             check_int("data.train_size", self.train_size, minimum=1)
         for key, minimum in (("val_size", 0), ("image_size", 4), ("seed", 0)):
             check_int(f"data.{key}", getattr(self, key), minimum)
-        if self.name == "mnist_rot" and self.image_size not in (IMAGE_SIDE, DataConfig.image_size):
+        if self.name == "mnist_rot" and self.image_size != IMAGE_SIDE:
             raise invalid("data.image_size", self.image_size, f"{IMAGE_SIDE} for data=mnist_rot (its images "
                           f"are {IMAGE_SIDE}x{IMAGE_SIDE} and are not resized)")
         if not isinstance(self.root, (str, Path)) or not str(self.root):
