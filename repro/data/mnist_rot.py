@@ -180,8 +180,9 @@ def read_amat(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     outside = ~((pixels >= 0) & (pixels <= 1))  # NaN too
     if outside.any():
         row, column = np.argwhere(outside)[0]
-        raise DataError(f"{path}: line {_line_of_row(path, row)}: pixel {column + 1} is {float(pixels[row, column])!r}, "
-                        f"outside [0, 1]; {_REPLACE}")
+        value = float(pixels[row, column])
+        raise DataError(f"{path}: line {_line_of_row(path, row)}: pixel {column + 1} is {value!r}, outside [0, 1]; "
+                        f"{_REPLACE}")
     bad = ~((labels == np.round(labels)) & (labels >= 0) & (labels < NUM_CLASSES))
     if bad.any():
         row = int(np.argmax(bad))
