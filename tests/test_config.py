@@ -126,7 +126,7 @@ def test_adamw_is_one_yaml_file_and_builds_decoupled_weight_decay():
     (["optim.momentum=0.9"], "Could not override 'optim.momentum'"),
     (["group=p5"], "group='p5' is not valid; expected one of ['p4', 'p4m', 'z2']"),
     (["augment=rot"], "augment='rot' is not valid; expected one of "
-      "['crop_flip', 'none', 'reference_rotation', 'rot_flip']"),
+                      "['crop_flip', 'none', 'reference_rotation', 'rot_flip']"),
     (["data=cifar10", "data.root=/nonexistent/cifar", "data.download=false"],
      "data.root='/nonexistent/cifar' does not exist and data.download=false"),
 ])
