@@ -104,3 +104,17 @@ def tiny_cifar(tmp_path):
         return write_cifar_folder(tmp_path if root is None else root, kind, n_train=n_train,
                                   n_test=n_test)
     return write
+
+
+# ----------------------------------------------------------------------------- MNIST-rot-format folders
+@pytest.fixture
+def tiny_mnist_rot(tmp_path):
+    """Factory ``tiny_mnist_rot(n_train=30, n_test=20, root=tmp_path, seed=0)``: write the two
+    ``.amat`` files of a small MNIST-rot folder with ``repro.data.write_mnist_rot_folder`` and
+    return the data-set folder (``root/mnist_rotation_new``)."""
+    from repro.data import write_mnist_rot_folder
+
+    def write(n_train: int = 30, n_test: int = 20, root=None, seed: int = 0):
+        return write_mnist_rot_folder(tmp_path if root is None else root, n_train=n_train,
+                                      n_test=n_test, seed=seed)
+    return write

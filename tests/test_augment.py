@@ -1,11 +1,14 @@
 """repro.data.augment: exact per-image checks against a naive reference, determinism, errors."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from repro.data import build_augment
-from repro.data.augment import d4_transform_images, flip_images, sample_shifts, shift_images
+from repro.data.augment import (d4_transform_images, flip_images, rotate_images_bilinear,
+                                 sample_reference_rotations, sample_shifts, shift_images)
 
 
 def naive_shift(img: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -77,6 +80,71 @@ def test_sample_shifts_uniform_support():
         assert len(counts) == 5 and int(counts.min()) > 300  # ~400 each
 
 
+def test_reference_rotation_angles_are_pi_degrees_at_most():
+    degrees = sample_reference_rotations(5000, seeded(), "cpu")
+    assert degrees.dtype == torch.float64 and degrees.shape == (5000,)
+    assert float(degrees.min()) >= -math.pi and float(degrees.max()) < math.pi  # degrees, not radians
+    assert float(degrees.min()) < -3.1 and float(degrees.max()) > 3.1 and abs(float(degrees.mean())) < 0.1
+    draws = [sample_reference_rotations(8, seeded(seed), "cpu") for seed in (4, 4, 5)]
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rotation_by_zero_is_exactly_the_input(dtype):
+    x = torch.rand(3, 2, 9, 7, generator=seeded(), dtype=dtype)
+    assert torch.equal(rotate_images_bilinear(x, torch.zeros(3, dtype=torch.float64)), x)
+
+
+def test_quarter_turns_are_rot90_counter_clockwise():
+    x = torch.rand(2, 1, 6, 6, generator=seeded(), dtype=torch.float64)
+    turned = rotate_images_bilinear(x, torch.tensor([90.0, -90.0]))
+    torch.testing.assert_close(turned[0], torch.rot90(x[0], 1, dims=(-2, -1)), rtol=0, atol=1e-12)
+    torch.testing.assert_close(turned[1], torch.rot90(x[1], -1, dims=(-2, -1)), rtol=0, atol=1e-12)
+    assert (turned[0] - torch.rot90(x[0], -1, dims=(-2, -1))).abs().max() > 0.1  # the sense is tested
+
+
+def test_rotation_by_45_degrees_by_hand():
+    """3x3 image, centre (1, 1), s = sin 45 = cos 45: output (row 0, col 1) samples the input at
+    (row 1 - s, col 1 + s); output (0, 0) at (1 - 2 s, 1), between row -1 (zero fill) and row 0."""
+    x = torch.arange(1.0, 10.0, dtype=torch.float64).view(1, 1, 3, 3)
+    out = rotate_images_bilinear(x, torch.tensor([45.0]))[0, 0]
+    s = math.sqrt(0.5)
+    a, b = 1 - s, s  # fractional row of 1 - s, fractional column of 1 + s
+    expected = (1 - a) * (1 - b) * x[0, 0, 0, 1] + (1 - a) * b * x[0, 0, 0, 2] + a * (1 - b) * x[0, 0, 1, 1] \
+        + a * b * x[0, 0, 1, 2]
+    assert abs(float(out[0, 1] - expected)) < 1e-12
+    assert abs(float(out[0, 0] - (2 - 2 * s) * x[0, 0, 0, 1])) < 1e-12  # weight 2s - 1 on the zero border
+    assert float(out[1, 1]) == 5.0  # the centre stays
+
+
+def test_rotation_matches_scipy_with_skimage_defaults():
+    """skimage.transform.rotate(order=1, mode="constant", cval=0) is scipy's rotate with
+    mode="grid-constant" (neighbours outside the image count as cval); non-square too."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    x = torch.rand(4, 2, 9, 7, generator=seeded(), dtype=torch.float64)
+    degrees = torch.tensor([2.5, -3.1, 0.4, 40.0], dtype=torch.float64)
+    out = rotate_images_bilinear(x, degrees)
+    for b in range(4):
+        for c in range(2):
+            ref = ndimage.rotate(x[b, c].numpy(), float(degrees[b]), reshape=False, order=1,
+                                 mode="grid-constant", cval=0.0, prefilter=False)
+            assert abs(out[b, c].numpy() - ref).max() < 1e-12
+
+
+def test_reference_rotation_rotates_each_image_by_its_drawn_angle():
+    x = torch.rand(16, 1, 28, 28, generator=seeded())
+    out = build_augment("reference_rotation")(x, seeded(3))
+    expected = rotate_images_bilinear(x, sample_reference_rotations(16, seeded(3), "cpu"))
+    assert torch.equal(out, expected) and out.dtype == torch.float32
+    assert not torch.equal(out, x)
+
+
+def test_reference_rotation_needs_floating_point():
+    with pytest.raises(ValueError, match="reference_rotation interpolates: it needs a floating-point batch, "
+                                         "got torch.uint8"):
+        build_augment("reference_rotation")(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+
+
 # ----------------------------------------------------------------------------- build_augment
 def test_none_is_identity():
     x = distinct_batch(4)
@@ -139,7 +207,7 @@ def test_rot_flip_needs_square_images():
     assert build_augment("crop_flip")(torch.zeros(2, 1, 6, 7)).shape == (2, 1, 6, 7)
 
 
-@pytest.mark.parametrize("name", ["crop_flip", "rot_flip"])
+@pytest.mark.parametrize("name", ["crop_flip", "rot_flip", "reference_rotation"])
 def test_seeded_generator_is_deterministic(name):
     x = distinct_batch(32)
     augment = build_augment(name)
@@ -152,7 +220,7 @@ def test_seeded_generator_is_deterministic(name):
 
 
 def test_empty_batch():
-    for name in ("none", "crop_flip", "rot_flip"):
+    for name in ("none", "crop_flip", "rot_flip", "reference_rotation"):
         assert build_augment(name)(torch.zeros(0, 3, 8, 8), seeded()).shape == (0, 3, 8, 8)
 
 
@@ -170,10 +238,22 @@ def test_cuda_batch_with_cpu_or_cuda_generator(name):
     assert augment(x.cuda(), cuda_gen).device.type == "cuda"
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_reference_rotation_on_cuda_matches_the_cpu():
+    """Same draws from a CPU generator; the device's sin/cos may differ in the last bit, so close, not equal."""
+    x = torch.rand(64, 1, 28, 28, generator=seeded())
+    augment = build_augment("reference_rotation")
+    on_cuda = augment(x.cuda(), seeded(7))
+    assert on_cuda.device.type == "cuda"
+    torch.testing.assert_close(on_cuda.cpu(), augment(x, seeded(7)), rtol=0, atol=1e-5)
+    assert augment(x.cuda(), torch.Generator(device="cuda").manual_seed(7)).device.type == "cuda"
+
+
 # ----------------------------------------------------------------------------- errors
 def test_unknown_name_lists_choices():
     with pytest.raises(ValueError, match=r"^augment.name='cutout' is not valid; expected one of "
-                                         r"\['none', 'crop_flip', 'rot_flip'\]$"):
+                                         r"\['none', 'crop_flip', 'rot_flip', 'reference_rotation'\]$"):
         build_augment("cutout")
 
 
@@ -184,7 +264,7 @@ def test_bad_pad(pad):
         build_augment("crop_flip", pad)
 
 
-@pytest.mark.parametrize("name", ["none", "crop_flip", "rot_flip"])
+@pytest.mark.parametrize("name", ["none", "crop_flip", "rot_flip", "reference_rotation"])
 def test_non_batch_input(name):
     expected = r"augment expects a batch \(B, C, H, W\), got \(3, 8, 8\)"
     with pytest.raises(ValueError, match=expected):

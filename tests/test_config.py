@@ -70,7 +70,7 @@ def test_paper_recipes():
 def test_choices_are_the_yaml_files_of_each_config_group():
     groups = config_groups()
     assert groups["optim"] == ["adam", "adamw", "sgd"]
-    assert groups["augment"] == ["crop_flip", "none", "rot_flip"]
+    assert groups["augment"] == ["crop_flip", "none", "reference_rotation", "rot_flip"]
     for group, choices in groups.items():
         for choice in choices:
             text = (CONFIG_DIR / group / f"{choice}.yaml").read_text()
@@ -104,7 +104,8 @@ def test_adamw_is_one_yaml_file_and_builds_decoupled_weight_decay():
 # ---------------------------------------------------------------- validation
 @pytest.mark.parametrize("overrides, message", [
     (["group.name=p5"], "group='p5' is not valid; expected one of ['z2', 'p4', 'p4m']"),
-    (["augment.name=rot"], "augment='rot' is not valid; expected one of ['crop_flip', 'none', 'rot_flip']"),
+    (["augment.name=rot"], "augment='rot' is not valid; expected one of "
+                           "['crop_flip', 'none', 'reference_rotation', 'rot_flip']"),
     (["epochs=-1"], "epochs=-1 is not valid; expected an integer >= 1"),
     (["epochs=0"], "epochs=0 is not valid"),
     (["batch_size=0"], "batch_size=0 is not valid"),
@@ -125,7 +126,8 @@ def test_adamw_is_one_yaml_file_and_builds_decoupled_weight_decay():
     (["+optim.momentum=0.9"], "unknown config key 'optim.momentum' for optim=adam"),
     (["optim.momentum=0.9"], "Could not override 'optim.momentum'"),
     (["group=p5"], "group='p5' is not valid; expected one of ['p4', 'p4m', 'z2']"),
-    (["augment=rot"], "augment='rot' is not valid; expected one of ['crop_flip', 'none', 'rot_flip']"),
+    (["augment=rot"], "augment='rot' is not valid; expected one of "
+                      "['crop_flip', 'none', 'reference_rotation', 'rot_flip']"),
     (["data=cifar10", "data.root=/nonexistent/cifar", "data.download=false"],
      "data.root='/nonexistent/cifar' does not exist and data.download=false"),
 ])

@@ -92,7 +92,7 @@ def test_config_rejects_unknown_keys():
 
 
 def test_config_names_the_choices():
-    choices = r"\['cifar10', 'cifar100', 'cifar_folder', 'digits_rot'\]"
+    choices = r"\['cifar10', 'cifar100', 'cifar_folder', 'mnist_rot', 'digits_rot'\]"
     with pytest.raises(ValueError,
                        match=rf"^data.name='mnist' is not valid; expected one of {choices}$"):
         DataConfig(name="mnist").validate()
@@ -113,7 +113,7 @@ def test_config_missing_root_without_download(tmp_path):
     DataConfig(name="digits_rot", root=str(missing), download=False).validate()  # bundled
 
 
-@pytest.mark.parametrize("yaml_name", ["cifar10", "cifar100", "cifar_folder", "digits_rot"])
+@pytest.mark.parametrize("yaml_name", ["cifar10", "cifar100", "cifar_folder", "mnist_rot", "digits_rot"])
 def test_data_yamls_are_valid_configs(yaml_name, tmp_path, monkeypatch):
     monkeypatch.setenv("GCNN_DATA_ROOT", str(tmp_path))
     cfg = DataConfig.from_mapping(OmegaConf.load(CONFIGS / "data" / f"{yaml_name}.yaml"))
@@ -133,7 +133,7 @@ def test_paper_values_in_yamls():
     assert OmegaConf.load(CONFIGS / "augment" / "crop_flip.yaml").pad == 2
 
 
-@pytest.mark.parametrize("yaml_name", ["none", "crop_flip", "rot_flip"])
+@pytest.mark.parametrize("yaml_name", ["none", "crop_flip", "rot_flip", "reference_rotation"])
 def test_augment_yamls_build(yaml_name):
     cfg = OmegaConf.to_container(OmegaConf.load(CONFIGS / "augment" / f"{yaml_name}.yaml"))
     assert set(cfg) <= {"name", "pad"} and cfg["name"] == yaml_name

@@ -1,8 +1,9 @@
-"""Data for the experiments: CIFAR10/100 (or a folder in their layout) and ``digits_rot``.
+"""Data for the experiments: CIFAR10/100 (or a folder in their layout), MNIST-rot and ``digits_rot``.
 
-``build_data(cfg)`` loads a data set, holds out a class-balanced validation split, takes a
-class-balanced training subset, fits the preprocessing on the training images (cached under
-``<root>/.cache``) and returns tensors; ``build_augment(name, pad)`` gives the batched augmentation.
+``build_data(cfg)`` loads a data set, holds out a validation split (class-balanced; MNIST-rot: the
+last rows, as the reference code), takes a class-balanced training subset, fits the preprocessing on
+the training images (cached under ``<root>/.cache``) and returns tensors; ``build_augment(name, pad)``
+gives the batched augmentation.
 """
 from __future__ import annotations
 
@@ -17,16 +18,19 @@ from repro.data.augment import AUGMENT_NAMES, build_augment
 from repro.data.cifar_format import CIFAR_FORMATS, cifar_layout, load_cifar, write_cifar_folder
 from repro.data.digits import load_digits_rot
 from repro.data.errors import DataError
+from repro.data.mnist_rot import IMAGE_SIDE, load_mnist_rot, write_mnist_rot_folder
 from repro.data.preprocess import PREPROCESS_NAMES, fit_preprocessor
 from repro.data.subsets import balanced_subset, split_off_balanced
 
 __all__ = ["DataConfig", "DataBundle", "DataError", "build_data", "build_augment",
-           "write_cifar_folder", "DATASET_NAMES", "PREPROCESS_NAMES", "AUGMENT_NAMES"]
+           "write_cifar_folder", "write_mnist_rot_folder", "DATASET_NAMES", "PREPROCESS_NAMES", "AUGMENT_NAMES"]
 
-DATASET_NAMES = ("cifar10", "cifar100", "cifar_folder", "digits_rot")
+DATASET_NAMES = ("cifar10", "cifar100", "cifar_folder", "mnist_rot", "digits_rot")
 _EXPECTED_FILES = {  # what data.root must hold (digits_rot is bundled)
     "cifar10": "cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta)",
     "cifar100": "cifar-100-python/ (train, test, meta)",
+    "mnist_rot": "mnist_rotation_new/ (mnist_all_rotation_normalized_float_train_valid.amat, "
+                 "mnist_all_rotation_normalized_float_test.amat)",
 }
 _SUBSET_SEED_OFFSET = 7919  # training subset draws differ from the validation-split draws
 
@@ -34,10 +38,13 @@ _SUBSET_SEED_OFFSET = 7919  # training subset draws differ from the validation-s
 @dataclass
 class DataConfig:
     """What :func:`build_data` loads. ``name``: ``cifar10`` | ``cifar100`` | ``cifar_folder`` (your
-    folder in the layout ``format`` names) | ``digits_rot`` (bundled, upsampled to ``image_size``).
-    ``root`` holds (or receives) the data and the ``.cache`` of preprocessing fits. ``train_size``:
-    class-balanced training subset (``None``: all); ``val_size``: balanced validation images held
-    out of the training set first. ``seed``: rotations and subsets."""
+    folder in the layout ``format`` names) | ``mnist_rot`` (28x28) | ``digits_rot`` (bundled, upsampled
+    to ``image_size``; the other data sets keep their size: ``mnist_rot`` refuses any other than 28 and
+    reads the field's default as 28).
+    ``root`` holds (or receives) the data and the ``.cache`` of preprocessing fits and parsed files.
+    ``train_size``: class-balanced training subset (``None``: all); ``val_size``: validation images held
+    out of the training set first (class-balanced; ``mnist_rot``: its last ``val_size`` rows, the
+    reference code's split). ``seed``: rotations and subsets."""
 
     name: str = "digits_rot"
     root: str = "data"
@@ -49,6 +56,10 @@ class DataConfig:
     val_size: int = 0
     image_size: int = 16
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.name == "mnist_rot" and self.image_size == DataConfig.image_size:
+            self.image_size = IMAGE_SIDE  # the field's default is digits_rot's; MNIST-rot records its own size
 
     @property
     def layout(self) -> str:
@@ -79,6 +90,9 @@ class DataConfig:
             check_int("data.train_size", self.train_size, minimum=1)
         for key, minimum in (("val_size", 0), ("image_size", 4), ("seed", 0)):
             check_int(f"data.{key}", getattr(self, key), minimum)
+        if self.name == "mnist_rot" and self.image_size != IMAGE_SIDE:
+            raise invalid("data.image_size", self.image_size, f"{IMAGE_SIDE} for data=mnist_rot (its images "
+                          f"are {IMAGE_SIDE}x{IMAGE_SIDE} and are not resized)")
         if not isinstance(self.root, (str, Path)) or not str(self.root):
             raise invalid("data.root", self.root, "a non-empty path")
         root, shown = Path(self.root), repr(str(self.root))
@@ -131,6 +145,10 @@ def build_data(cfg: DataConfig | Mapping) -> DataBundle:
     if cfg.name == "digits_rot":
         train_x, train_y, test_x, test_y, classes = load_digits_rot(cfg.image_size, cfg.seed)
         dataset = f"digits_rot-s{cfg.image_size}-seed{cfg.seed}"
+    elif cfg.name == "mnist_rot":
+        train_x, train_y, test_x, test_y, classes = load_mnist_rot(
+            root, download=cfg.download, verify_checksums=cfg.verify_checksums)
+        dataset = "mnist_rot"
     else:
         train_x, train_y, test_x, test_y, classes = load_cifar(
             root, cfg.layout, download=cfg.download, verify_checksums=cfg.verify_checksums,
@@ -151,16 +169,20 @@ def build_data(cfg: DataConfig | Mapping) -> DataBundle:
 
 def _split_indices(cfg: DataConfig, labels: torch.Tensor, num_classes: int,
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(train, val)`` indices into the training set: a balanced ``val_size`` split (``None`` if 0), then a
-    balanced ``train_size`` subset of the rest; a size the data cannot give is a :class:`DataError` naming it."""
+    """``(train, val)`` indices into the training set: a ``val_size`` split (``None`` if 0; balanced, for
+    ``mnist_rot`` the last rows), then a balanced ``train_size`` subset of the rest; a size the data
+    cannot give is a :class:`DataError` naming it."""
     train_idx, val_idx = torch.arange(len(labels)), None
     pool = f"the {len(labels)} training images of {cfg.name}"
     if cfg.val_size:
         if cfg.val_size >= len(labels):
             raise DataError(f"data.val_size={cfg.val_size} leaves no training images: {pool} "
                             f"must also hold the training split; lower data.val_size")
-        train_idx, val_idx = split_off_balanced(labels, cfg.val_size, num_classes, cfg.seed,
-                                                name="data.val_size", pool=pool)
+        if cfg.name == "mnist_rot":  # reference code: train on the first 10,000, select on the last 2,000
+            train_idx, val_idx = train_idx[:-cfg.val_size], train_idx[-cfg.val_size:]
+        else:
+            train_idx, val_idx = split_off_balanced(labels, cfg.val_size, num_classes, cfg.seed,
+                                                    name="data.val_size", pool=pool)
         pool = f"the {len(train_idx)} training images left after data.val_size={cfg.val_size}"
     if cfg.train_size is not None:
         if cfg.train_size > len(train_idx):

@@ -5,9 +5,14 @@
   it left-right with probability 1/2.
 * ``rot_flip``: the same shifts, then a uniformly random element of D4 (``p4m``: rotations by
   multiples of 90 degrees, optionally mirrored). Needs square images.
+* ``reference_rotation`` (the reference code's MNIST-rot training): rotate every image about its
+  centre by its own angle, bilinear, zero fill, as ``gconv_experiments.augmentation.rotate_transform_batch``
+  does with ``skimage.transform.rotate``: it draws ``uniform(-0.5, 0.5) * 2 pi`` and skimage reads
+  that as degrees, so the angles are uniform in [-pi, pi) DEGREES (at most about 3.14 degrees).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -15,7 +20,8 @@ import torch
 import gcnn
 from gcnn.validation import check_choice, check_int
 
-AUGMENT_NAMES = ("none", "crop_flip", "rot_flip")
+AUGMENT_NAMES = ("none", "crop_flip", "rot_flip", "reference_rotation")
+REFERENCE_ROTATION_SPAN = 2 * math.pi  # reference code: rotation=2*np.pi, taken by skimage as degrees
 
 
 def build_augment(name: str, pad: int = 2) -> Callable[..., torch.Tensor]:
@@ -30,6 +36,10 @@ def build_augment(name: str, pad: int = 2) -> Callable[..., torch.Tensor]:
             raise ValueError(f"augment expects a batch (B, C, H, W), got {shape}")
         if name == "none":
             return x
+        if name == "reference_rotation":
+            if not x.is_floating_point():
+                raise ValueError(f"reference_rotation interpolates: it needs a floating-point batch, got {x.dtype}")
+            return rotate_images_bilinear(x, sample_reference_rotations(len(x), generator, x.device))
         if name == "rot_flip" and x.shape[-1] != x.shape[-2]:
             raise ValueError(f"rot_flip needs square images, got H x W = {x.shape[-2]} x {x.shape[-1]}")
         x = shift_images(x, *sample_shifts(len(x), pad, generator, x.device), pad)
@@ -74,6 +84,42 @@ def d4_transform_images(x: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
     sources = torch.stack([group.transform_image(pixels, g).flatten() for g in range(group.order)])
     index = sources[element.to(x.device)].unsqueeze(1).expand(-1, x.shape[1], -1)
     return x.flatten(2).gather(2, index).view_as(x)
+
+
+def sample_reference_rotations(batch: int, generator: torch.Generator | None,
+                               device: torch.device | str) -> torch.Tensor:
+    """Float64 angles ``(B,)`` in degrees, ``uniform(-0.5, 0.5) * 2 pi`` as the reference code draws
+    them (meant as radians, read as degrees by ``skimage.transform.rotate``): within [-pi, pi)."""
+    draw_on = generator.device if generator is not None else device
+    uniform = torch.rand(batch, generator=generator, device=draw_on, dtype=torch.float64)
+    return ((uniform - 0.5) * REFERENCE_ROTATION_SPAN).to(device)
+
+
+def rotate_images_bilinear(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """``skimage.transform.rotate(image, degrees[b])`` for each image ``b`` of ``x`` ``(B, C, H, W)``,
+    every channel alike, with skimage's defaults: counter-clockwise as displayed, about the array centre
+    ``((H - 1) / 2, (W - 1) / 2)``, same size, bilinear (``order=1``), zero outside (``mode="constant"``,
+    ``cval=0``). Output pixel ``p`` samples the input at ``R(angle) (p - c) + c`` in (column, row)
+    coordinates; a neighbour outside the image counts as 0. Angle 0 returns ``x`` exactly. The reference's
+    scaling into [-1, 1] and skimage's clipping to the input's range are no-ops for this interpolation."""
+    b, c, h, w = x.shape
+    angle = torch.deg2rad(degrees.to(x.device, torch.float64)).view(b, 1, 1)
+    cos, sin = angle.cos(), angle.sin()
+    rows = torch.arange(h, device=x.device, dtype=torch.float64).view(1, h, 1) - (h - 1) / 2
+    cols = torch.arange(w, device=x.device, dtype=torch.float64).view(1, 1, w) - (w - 1) / 2
+    src_col = cos * cols - sin * rows + (w - 1) / 2  # (B, H, W)
+    src_row = sin * cols + cos * rows + (h - 1) / 2
+    top, left = src_row.floor(), src_col.floor()
+    frac_row, frac_col = (src_row - top).to(x.dtype), (src_col - left).to(x.dtype)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1)).flatten(2)  # a zero border: neighbours outside
+    out = torch.zeros_like(x)
+    for d_row, row_weight in ((0, 1 - frac_row), (1, frac_row)):
+        rows_in = (top.long() + d_row + 1).clamp(0, h + 1)  # + 1: the border
+        for d_col, col_weight in ((0, 1 - frac_col), (1, frac_col)):
+            cols_in = (left.long() + d_col + 1).clamp(0, w + 1)
+            index = (rows_in * (w + 2) + cols_in).view(b, 1, h * w).expand(b, c, h * w)
+            out += (row_weight * col_weight).unsqueeze(1) * padded.gather(2, index).view(b, c, h, w)
+    return out
 
 
 def _randint(high: int, size: int, generator: torch.Generator | None,
