@@ -14,6 +14,13 @@ or an in-place edit of the parameter) or the module returns to training; the
 cache is never in the ``state_dict`` nor in a pickle or deepcopy. Edits through
 ``param.data`` bypass PyTorch's version counter: call :meth:`clear_cache` after them
 (e.g. after an EMA update written with ``.data``).
+
+Kernels are square with any side ``k >= 1``, odd or even: a quarter turn or flip
+of a ``k x k`` array about its centre is an exact permutation of its entries.
+Padding is symmetric, so a layer is exactly equivariant wherever its sampling
+grid is symmetric about the centre of the input: always at stride 1, and at
+stride ``s`` when ``s`` divides ``H + 2 * padding - k`` (e.g. ``k = 3, padding = 1``
+on odd sizes, ``k = 2, padding = 0`` on even sizes).
 """
 from __future__ import annotations
 
@@ -34,16 +41,16 @@ __all__ = ["LiftingConv2d", "GroupConv2d"]
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
-_KERNEL_EXPECTED = ("an odd int k (1, 3, 5, ...) or (k, k): rotations and flips need a square filter "
-                    "with a centre pixel")
+_KERNEL_EXPECTED = "an int k >= 1 or (k, k): rotations and flips need a square filter"
 
 
 def _check_kernel_size(kernel_size: object) -> int:
-    """The side of a square kernel with an odd side, given as ``k`` or ``(k, k)``."""
+    """The side of a square kernel, given as ``k`` or ``(k, k)``. Odd and even sides both work:
+    a quarter turn or flip of the ``k x k`` array about its centre is exact either way."""
     side = kernel_size
     if isinstance(kernel_size, (tuple, list)) and len(kernel_size) == 2 and kernel_size[0] == kernel_size[1]:
         side = kernel_size[0]
-    if isinstance(side, bool) or not isinstance(side, int) or side < 1 or side % 2 == 0:
+    if isinstance(side, bool) or not isinstance(side, int) or side < 1:
         raise invalid("kernel_size", kernel_size, _KERNEL_EXPECTED)
     return side
 
