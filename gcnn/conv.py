@@ -7,8 +7,10 @@ Shapes (``G`` = order of the layer's group, ``k`` = kernel size):
 
 Both store ``weight`` of shape ``(C_out, C_in, G_in, k, k)`` (``G_in`` = 1 for
 lifting) and ``bias`` of shape ``(C_out,)``, one bias per G-channel shared over
-the group axis. The forward pass is one :func:`torch.nn.functional.conv2d`
-with the bank from :func:`gcnn.expansion.expand_filters`. In eval mode the
+the group axis; ``device=`` and ``dtype=`` place them as in ``torch.nn`` layers
+(``device="meta"`` too: ``to_empty(device=...)`` then ``reset_parameters()``).
+The forward pass is one :func:`torch.nn.functional.conv2d` with the bank from
+:func:`gcnn.expansion.expand_filters`. In eval mode the
 bank is cached until the weight changes (an optimiser step, ``load_state_dict``
 or an in-place edit of the parameter) or the module returns to training; the
 cache is never in the ``state_dict`` nor in a pickle or deepcopy. Edits through
@@ -61,8 +63,10 @@ class _GConv2d(nn.Module):
     lifting: bool
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, group: str | Group,
-                 stride: int = 1, padding: int = 0, bias: bool = True) -> None:
+                 stride: int = 1, padding: int = 0, bias: bool = True,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        factory_kwargs = {"device": device, "dtype": dtype}
         self.group = get_group(group)
         self.in_channels = check_int("in_channels", in_channels, 1)
         self.out_channels = check_int("out_channels", out_channels, 1)
@@ -71,12 +75,11 @@ class _GConv2d(nn.Module):
         self.padding = check_int("padding", padding, 0)
         self.in_order = 1 if self.lifting else self.group.order
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.in_order,
-                                               kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        self.register_buffer(
-            "expansion_index",
-            expansion_index(self.group, in_channels, self.in_order, kernel_size),
-            persistent=False)
+                                               kernel_size, kernel_size, **factory_kwargs))
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory_kwargs)) if bias else None
+        index_size = self.group.order * in_channels * self.in_order * kernel_size ** 2
+        self.register_buffer("expansion_index", torch.empty(index_size, dtype=torch.long, device=device),
+                             persistent=False)
         self._cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
         self.reset_parameters()
 
@@ -86,7 +89,11 @@ class _GConv2d(nn.Module):
         return self.in_channels * self.in_order * self.kernel_size ** 2
 
     def reset_parameters(self) -> None:
-        """He (Kaiming) normal init with the true fan-in; zero bias."""
+        """He (Kaiming) normal init with the true fan-in; zero bias; the expansion index filled in
+        (so ``to_empty(device=...)`` then ``reset_parameters()`` materialises a meta-device layer)."""
+        with torch.no_grad():
+            self.expansion_index.copy_(expansion_index(self.group, self.in_channels, self.in_order,
+                                                       self.kernel_size))
         nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 / self.fan_in))
         if self.bias is not None:
             nn.init.zeros_(self.bias)

@@ -125,6 +125,26 @@ def test_he_init_uses_the_true_fan_in(group, layer_cls):
     assert torch.all(layer.bias == 0)
 
 
+# ------------------------------------------------------------ device, dtype
+@pytest.mark.parametrize("layer_cls", [gcnn.LiftingConv2d, gcnn.GroupConv2d])
+def test_device_and_dtype_reach_the_parameters_and_the_index(group, layer_cls):
+    layer = layer_cls(2, 3, 3, group, device="meta", dtype=torch.float64)
+    assert all(p.is_meta and p.dtype == torch.float64 for p in layer.parameters())
+    assert layer.expansion_index.is_meta and layer.expansion_index.dtype == torch.long
+    assert layer_cls(2, 3, 3, group, dtype=torch.float64)(
+        torch.zeros(1, 2, *(() if layer.lifting else (group.order,)), 5, 5, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("layer_cls", [gcnn.LiftingConv2d, gcnn.GroupConv2d])
+def test_a_meta_layer_materialises_like_a_cpu_built_one(group, layer_cls, bias, check_meta_build, rng):
+    """Weights, bias and the (non-persistent) expansion index are all rebuilt by reset_parameters."""
+    layer = check_meta_build(lambda: layer_cls(2, 3, 4, group, bias=bias, dtype=torch.float64))
+    x = image(rng, c=2, size=6) if layer.lifting else features(rng, group, c=2, size=6)
+    torch.manual_seed(0)
+    assert torch.equal(layer(x), layer_cls(2, 3, 4, group, bias=bias, dtype=torch.float64)(x))
+
+
 # --------------------------------------------------------------- eval cache
 def fresh_output(layer, x):
     weight, bias = layer.expanded_weight()
