@@ -9,13 +9,13 @@ from .expansion import expand_filters, expansion_index
 from .export import PlainGroupConv2d, to_plain_conv
 from .groups import GROUP_NAMES, Group, get_group
 from .norm import GroupBatchNorm2d
-from .pooling import GlobalAvgPool, GroupPool, SpatialPool2d
+from .pooling import GlobalAvgPool, GlobalMaxPool, GroupPool, SpatialPool2d
 
 __all__ = [
     "GROUP_NAMES", "Group", "get_group",
     "expand_filters", "expansion_index",
     "LiftingConv2d", "GroupConv2d", "GroupBatchNorm2d",
-    "GroupPool", "SpatialPool2d", "GlobalAvgPool",
+    "GroupPool", "SpatialPool2d", "GlobalAvgPool", "GlobalMaxPool",
     "PlainGroupConv2d", "to_plain_conv",
     "equivariance_error",
 ]

@@ -7,13 +7,22 @@ Shapes (``G`` = order of the layer's group, ``k`` = kernel size):
 
 Both store ``weight`` of shape ``(C_out, C_in, G_in, k, k)`` (``G_in`` = 1 for
 lifting) and ``bias`` of shape ``(C_out,)``, one bias per G-channel shared over
-the group axis. The forward pass is one :func:`torch.nn.functional.conv2d`
-with the bank from :func:`gcnn.expansion.expand_filters`. In eval mode the
+the group axis; ``device=`` and ``dtype=`` place them as in ``torch.nn`` layers
+(``device="meta"`` too: ``to_empty(device=...)`` then ``reset_parameters()``).
+The forward pass is one :func:`torch.nn.functional.conv2d` with the bank from
+:func:`gcnn.expansion.expand_filters`. In eval mode the
 bank is cached until the weight changes (an optimiser step, ``load_state_dict``
 or an in-place edit of the parameter) or the module returns to training; the
 cache is never in the ``state_dict`` nor in a pickle or deepcopy. Edits through
 ``param.data`` bypass PyTorch's version counter: call :meth:`clear_cache` after them
 (e.g. after an EMA update written with ``.data``).
+
+Kernels are square with any side ``k >= 1``, odd or even: a quarter turn or flip
+of a ``k x k`` array about its centre is an exact permutation of its entries.
+Padding is symmetric, so a layer is exactly equivariant wherever its sampling
+grid is symmetric about the centre of the input: always at stride 1, and at
+stride ``s`` when ``s`` divides ``H + 2 * padding - k`` (e.g. ``k = 3, padding = 1``
+on odd sizes, ``k = 2, padding = 0`` on even sizes).
 """
 from __future__ import annotations
 
@@ -34,16 +43,16 @@ __all__ = ["LiftingConv2d", "GroupConv2d"]
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
-_KERNEL_EXPECTED = ("an odd int k (1, 3, 5, ...) or (k, k): rotations and flips need a square filter "
-                    "with a centre pixel")
+_KERNEL_EXPECTED = "an int k >= 1 or (k, k): rotations and flips need a square filter"
 
 
 def _check_kernel_size(kernel_size: object) -> int:
-    """The side of a square kernel with an odd side, given as ``k`` or ``(k, k)``."""
+    """The side of a square kernel, given as ``k`` or ``(k, k)``. Odd and even sides both work:
+    a quarter turn or flip of the ``k x k`` array about its centre is exact either way."""
     side = kernel_size
     if isinstance(kernel_size, (tuple, list)) and len(kernel_size) == 2 and kernel_size[0] == kernel_size[1]:
         side = kernel_size[0]
-    if isinstance(side, bool) or not isinstance(side, int) or side < 1 or side % 2 == 0:
+    if isinstance(side, bool) or not isinstance(side, int) or side < 1:
         raise invalid("kernel_size", kernel_size, _KERNEL_EXPECTED)
     return side
 
@@ -54,8 +63,10 @@ class _GConv2d(nn.Module):
     lifting: bool
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, group: str | Group,
-                 stride: int = 1, padding: int = 0, bias: bool = True) -> None:
+                 stride: int = 1, padding: int = 0, bias: bool = True,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        factory_kwargs = {"device": device, "dtype": dtype}
         self.group = get_group(group)
         self.in_channels = check_int("in_channels", in_channels, 1)
         self.out_channels = check_int("out_channels", out_channels, 1)
@@ -64,12 +75,11 @@ class _GConv2d(nn.Module):
         self.padding = check_int("padding", padding, 0)
         self.in_order = 1 if self.lifting else self.group.order
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.in_order,
-                                               kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        self.register_buffer(
-            "expansion_index",
-            expansion_index(self.group, in_channels, self.in_order, kernel_size),
-            persistent=False)
+                                               kernel_size, kernel_size, **factory_kwargs))
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory_kwargs)) if bias else None
+        index_size = self.group.order * in_channels * self.in_order * kernel_size ** 2
+        self.register_buffer("expansion_index", torch.empty(index_size, dtype=torch.long, device=device),
+                             persistent=False)
         self._cache: tuple[tuple, torch.Tensor, torch.Tensor | None] | None = None
         self.reset_parameters()
 
@@ -79,7 +89,11 @@ class _GConv2d(nn.Module):
         return self.in_channels * self.in_order * self.kernel_size ** 2
 
     def reset_parameters(self) -> None:
-        """He (Kaiming) normal init with the true fan-in; zero bias."""
+        """He (Kaiming) normal init with the true fan-in; zero bias; the expansion index filled in
+        (so ``to_empty(device=...)`` then ``reset_parameters()`` materialises a meta-device layer)."""
+        with torch.no_grad():
+            self.expansion_index.copy_(expansion_index(self.group, self.in_channels, self.in_order,
+                                                       self.kernel_size))
         nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 / self.fan_in))
         if self.bias is not None:
             nn.init.zeros_(self.bias)

@@ -27,19 +27,21 @@ __all__ = ["expansion_index", "expand_filters"]
 def expansion_index(group: Group, in_channels: int, in_order: int, kernel_size: int) -> torch.Tensor:
     """Index of shape ``(G * C_in * G_in * k * k,)`` into ``w[o].flatten()``.
 
-    ``in_order`` is 1 for a lifting layer and ``group.order`` for a group layer.
+    ``in_order`` is 1 for a lifting layer and ``group.order`` for a group layer. Built on the CPU
+    (also under a ``torch.device`` context such as ``"meta"``); the layer copies it to its device.
     """
     k2 = kernel_size * kernel_size
-    pixels = torch.arange(k2).view(kernel_size, kernel_size)
+    cpu = torch.device("cpu")
+    pixels = torch.arange(k2, device=cpu).view(kernel_size, kernel_size)
     rows = []
     for g in range(group.order):
         src_pixel = group.transform_image(pixels, g).flatten()          # (k*k,)
         if in_order == 1:
-            src_axis = torch.zeros(1, dtype=torch.long)
+            src_axis = torch.zeros(1, dtype=torch.long, device=cpu)
         else:
             src_axis = group.axis_permutation(g)                         # (G_in,)
         per_channel = src_axis[:, None] * k2 + src_pixel[None, :]       # (G_in, k*k)
-        offsets = torch.arange(in_channels)[:, None, None] * (in_order * k2)
+        offsets = torch.arange(in_channels, device=cpu)[:, None, None] * (in_order * k2)
         rows.append((offsets + per_channel[None]).flatten())
     return torch.stack(rows).flatten()
 

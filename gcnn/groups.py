@@ -60,8 +60,8 @@ class Group:
     @cached_property
     def cayley(self) -> torch.Tensor:
         """``cayley[a, b]`` = index of ``a * b``; shape ``(order, order)``, int64."""
-        n = self.order
-        return torch.tensor([[self.compose(a, b) for b in range(n)] for a in range(n)])
+        n = self.order  # on the CPU, even when first asked under a torch.device("meta") context
+        return torch.tensor([[self.compose(a, b) for b in range(n)] for a in range(n)], device="cpu")
 
     @cached_property
     def inverse(self) -> torch.Tensor:
@@ -72,11 +72,11 @@ class Group:
     def matrices(self) -> torch.Tensor:
         """Integer matrices ``(order, 2, 2)`` of each element acting on centred
         ``(row, col)`` pixel coordinates, so that ``[g f](x) = f(M_g^-1 x)``."""
-        rot = torch.tensor([[0, -1], [1, 0]])
-        flip = torch.tensor([[1, 0], [0, -1]])
+        rot = torch.tensor([[0, -1], [1, 0]], device="cpu")
+        flip = torch.tensor([[1, 0], [0, -1]], device="cpu")
         mats = []
         for m, r in self.elements:
-            mat = torch.eye(2, dtype=torch.long)
+            mat = torch.eye(2, dtype=torch.long, device="cpu")
             for _ in range(r):
                 mat = rot @ mat
             mats.append(flip @ mat if m else mat)

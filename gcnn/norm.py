@@ -15,14 +15,15 @@ class GroupBatchNorm2d(nn.BatchNorm3d):
     every group transformation (``BatchNorm2d`` over ``C * G`` channels would not).
 
     It is a :class:`torch.nn.BatchNorm3d` whose "depth" axis is the group axis,
-    so ``SyncBatchNorm.convert_sync_batchnorm`` and checkpoints treat it as such.
+    so ``SyncBatchNorm.convert_sync_batchnorm`` and checkpoints treat it as such;
+    ``device=`` and ``dtype=`` are passed to it.
     """
 
     def __init__(self, num_features: int, group: str | Group, eps: float = 1e-5,
-                 momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True) -> None:
+                 momentum: float | None = 0.1, affine: bool = True, track_running_stats: bool = True,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
-                         track_running_stats=track_running_stats)
+                         track_running_stats=track_running_stats, device=device, dtype=dtype)
         self.group = get_group(group)
 
     def _check_input_dim(self, x: torch.Tensor) -> None:

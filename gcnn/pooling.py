@@ -8,7 +8,7 @@ from torch import nn
 from .groups import Group, get_group
 from .validation import check_choice, check_int
 
-__all__ = ["GroupPool", "SpatialPool2d", "GlobalAvgPool"]
+__all__ = ["GroupPool", "SpatialPool2d", "GlobalAvgPool", "GlobalMaxPool"]
 
 _MODES = ("max", "mean")
 
@@ -66,11 +66,30 @@ class SpatialPool2d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, mode={self.mode!r}"
 
 
-class GlobalAvgPool(nn.Module):
-    """Average over the plane and (for 5-D input) the group axis:
-    ``(B, C, G, H, W)`` or ``(B, C, H, W) -> (B, C)``. Invariant to the group."""
+class _GlobalPool(nn.Module):
+    """Reduce the plane and (for 5-D input) the group axis: ``(B, C, G, H, W)`` or ``(B, C, H, W) -> (B, C)``."""
+
+    def _reduce(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() not in (4, 5):
-            raise ValueError(f"GlobalAvgPool expects (B, C, H, W) or (B, C, G, H, W), got shape {tuple(x.shape)}")
-        return x.flatten(2).mean(dim=2)
+            raise ValueError(f"{type(self).__name__} expects (B, C, H, W) or (B, C, G, H, W), "
+                             f"got shape {tuple(x.shape)}")
+        return self._reduce(x.flatten(2))
+
+
+class GlobalAvgPool(_GlobalPool):
+    """Average over the plane and (for 5-D input) the group axis:
+    ``(B, C, G, H, W)`` or ``(B, C, H, W) -> (B, C)``. Invariant to the group."""
+
+    def _reduce(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=2)
+
+
+class GlobalMaxPool(_GlobalPool):
+    """Maximum over the plane and (for 5-D input) the group axis:
+    ``(B, C, G, H, W)`` or ``(B, C, H, W) -> (B, C)``. Invariant to the group."""
+
+    def _reduce(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=2)

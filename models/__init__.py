@@ -5,17 +5,19 @@
 
 Families: :mod:`models.allcnnc` (All-CNN-C), :mod:`models.resnet`
 (pre-activation ResNet44/26, ``head="invariant"|"reference"``), :mod:`models.rotmnist`
-(the small rotated-MNIST CNN); the registry in :mod:`models.registry`; costs and
-invariance in :mod:`models.complexity`; the model table in ``scripts/models.py``.
+(the rotated-MNIST CNNs of Table 1, ``rotmnist_cnn`` and ``rotmnist_cnn_rp``, and the
+demo's ``rotmnist``); the registry in :mod:`models.registry`; costs and invariance in
+:mod:`models.complexity`; the model table in ``scripts/models.py``.
 """
 from .allcnnc import AllCNNC
 from .complexity import count_macs, count_parameters, evaluating, invariance_error
-from .registry import build_model, default_input_shape, get_spec, list_models, reference_params, scale_widths
+from .registry import (build_model, default_input_shape, get_spec, list_models, paper_name, reference_params,
+                       scale_widths)
 from .resnet import PreActResNet
 from .rotmnist import RotMNISTNet
 
 __all__ = [
-    "build_model", "list_models", "get_spec", "default_input_shape", "reference_params", "scale_widths",
+    "build_model", "list_models", "get_spec", "default_input_shape", "reference_params", "paper_name", "scale_widths",
     "count_parameters", "count_macs", "invariance_error", "evaluating",
     "AllCNNC", "PreActResNet", "RotMNISTNet",
 ]

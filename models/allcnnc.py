@@ -26,7 +26,7 @@ from torch import Tensor, nn
 import gcnn
 from gcnn.validation import invalid
 
-from .layers import ConvBNReLU
+from .layers import ConvBNReLU, reset_submodules
 
 __all__ = ["AllCNNC", "WIDTHS", "REFERENCE_PARAMS"]
 
@@ -65,6 +65,10 @@ class AllCNNC(nn.Module):
             ConvBNReLU(c2, num_classes, 1, g),
             gcnn.GlobalAvgPool(),
         )
+
+    def reset_parameters(self) -> None:
+        """Initialise every layer as ``__init__`` does (see :func:`models.layers.reset_submodules`)."""
+        reset_submodules(self)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, in_channels, H, W) -> (B, num_classes)``."""

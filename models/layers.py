@@ -5,7 +5,7 @@ from torch import nn
 
 import gcnn
 
-__all__ = ["ConvBNReLU"]
+__all__ = ["ConvBNReLU", "reset_submodules"]
 
 
 class ConvBNReLU(nn.Sequential):
@@ -23,3 +23,13 @@ class ConvBNReLU(nn.Sequential):
             gcnn.GroupBatchNorm2d(out_channels, group),
             nn.ReLU(inplace=True),
         )
+
+
+def reset_submodules(model: nn.Module) -> None:
+    """Call ``reset_parameters()`` of every submodule of ``model`` that has one (G-convs, batch norm,
+    linear layers), in construction order, so that with the same seed the draws repeat those of
+    ``__init__``. Each model's ``reset_parameters`` starts with this; after ``to_empty(device=...)``
+    it materialises a model built under ``torch.device("meta")``."""
+    for module in model.modules():
+        if module is not model and hasattr(module, "reset_parameters"):
+            module.reset_parameters()

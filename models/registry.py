@@ -18,7 +18,7 @@ from gcnn.validation import check_choice, check_int, check_number, invalid
 from . import allcnnc, resnet, rotmnist
 
 __all__ = ["ModelSpec", "build_model", "list_models", "get_spec", "scale_widths",
-           "reference_params", "default_input_shape"]
+           "reference_params", "paper_name", "default_input_shape"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,10 @@ class ModelSpec:
     the ``(C, H, W)`` the architecture is meant for; ``reference_params[group]``
     the paper's exact parameter count (groups the paper does not report are absent;
     the ResNets reach it with ``head="reference"``);
-    ``options`` the extra keyword overrides the builder accepts.
+    ``options`` the extra keyword overrides the builder accepts;
+    ``defaults[group]`` the values of those options per group where they differ (data,
+    like the widths; an explicit override wins); ``paper_names[group]`` the network's name
+    in the paper where it has its own (rotated MNIST, Table 1).
     """
 
     build: Callable[..., nn.Module]
@@ -38,6 +41,8 @@ class ModelSpec:
     input_shape: tuple[int, int, int]
     reference_params: Mapping[str, int] = field(default_factory=dict)
     options: tuple[str, ...] = ()
+    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    paper_names: Mapping[str, str] = field(default_factory=dict)
 
 
 _SPECS: dict[str, ModelSpec] = {
@@ -46,7 +51,14 @@ _SPECS: dict[str, ModelSpec] = {
     **{name: ModelSpec(partial(resnet.PreActResNet, blocks=resnet.BLOCKS[name]), resnet.WIDTHS[name],
                        (3, 32, 32), resnet.REFERENCE_PARAMS[name], options=("head",))
        for name in ("resnet44", "resnet26")},
-    "rotmnist": ModelSpec(rotmnist.RotMNISTNet, rotmnist.WIDTHS, (1, 16, 16)),
+    "rotmnist": ModelSpec(partial(rotmnist.RotMNISTNet, layout=rotmnist.DEMO), rotmnist.WIDTHS, (1, 16, 16)),
+    "rotmnist_cnn": ModelSpec(partial(rotmnist.RotMNISTNet, layout=rotmnist.TABLE1), rotmnist.WIDTHS, (1, 28, 28),
+                              rotmnist.REFERENCE_PARAMS, options=("dropout",),
+                              defaults={g: {"dropout": p} for g, p in rotmnist.DROPOUT.items()},
+                              paper_names=rotmnist.PAPER_NAMES),
+    "rotmnist_cnn_rp": ModelSpec(partial(rotmnist.RotMNISTNet, layout=rotmnist.TABLE1_RP), rotmnist.RP_WIDTHS,
+                                 (1, 28, 28), rotmnist.RP_REFERENCE_PARAMS, options=("dropout",),
+                                 paper_names=rotmnist.RP_PAPER_NAMES),
 }
 
 
@@ -76,8 +88,14 @@ def reference_params(arch: str, group: str) -> int | None:
     return get_spec(arch).reference_params.get(_check_group(group))
 
 
+def paper_name(arch: str, group: str) -> str | None:
+    """The paper's name of ``(arch, group)`` where it has its own (``rotmnist_cnn`` on p4: ``"P4CNN"``)."""
+    return get_spec(arch).paper_names.get(_check_group(group))
+
+
 def default_input_shape(arch: str) -> tuple[int, int, int]:
-    """``(C, H, W)`` the architecture is meant for: CIFAR ``(3, 32, 32)``, rotmnist ``(1, 16, 16)``."""
+    """``(C, H, W)`` the architecture is meant for: CIFAR ``(3, 32, 32)``, the rotated-MNIST
+    networks of Table 1 ``(1, 28, 28)``, the demo's rotmnist ``(1, 16, 16)``."""
     return get_spec(arch).input_shape
 
 
@@ -89,7 +107,8 @@ def build_model(arch: str, group: str, num_classes: int = 10, *, in_channels: in
     ``widths`` (explicit per-stage widths, still multiplied by ``width``) and the
     architecture's own options (``allcnnc``: ``input_dropout``, ``dropout``;
     ``resnet44``/``resnet26``: ``head="invariant"|"reference"``, the latter the
-    reference code's head whose parameter counts equal the paper's).
+    reference code's head whose parameter counts equal the paper's;
+    ``rotmnist_cnn``/``rotmnist_cnn_rp``: ``dropout``, by default 0.3 for rotmnist_cnn z2, else 0).
     Returns a module mapping ``(B, in_channels, H, W)`` to ``(B, num_classes)``.
     """
     spec = get_spec(arch)
@@ -102,6 +121,7 @@ def build_model(arch: str, group: str, num_classes: int = 10, *, in_channels: in
         raise invalid("widths", base, f"{len(spec.widths[group])} integers >= 1 for {arch}")
     for name in overrides:
         check_choice(f"{arch} override", name, ["widths", *spec.options])
+    overrides = {**spec.defaults.get(group, {}), **overrides}
     model = spec.build(group, scale_widths(base, width), num_classes=num_classes,
                        in_channels=in_channels, **overrides)
     model.arch = arch

@@ -35,6 +35,8 @@ from torch import Tensor, nn
 import gcnn
 from gcnn.validation import check_choice, check_int, invalid
 
+from .layers import reset_submodules
+
 __all__ = ["PreActBlock", "PreActResNet", "WIDTHS", "BLOCKS", "REFERENCE_PARAMS", "HEADS"]
 
 # The classifier heads: "invariant" pools over space and group, "reference" over space only.
@@ -108,8 +110,16 @@ class PreActResNet(nn.Module):
                           else (SpatialMean(), c_in * self.group.order))
         self.head = nn.Sequential(gcnn.GroupBatchNorm2d(c_in, self.group), nn.ReLU(), pool)
         self.classifier = nn.Linear(features, num_classes)
-        nn.init.normal_(self.classifier.weight, 0.0, 1.0 / math.sqrt(features))
+        self._init_classifier()
+
+    def _init_classifier(self) -> None:
+        nn.init.normal_(self.classifier.weight, 0.0, 1.0 / math.sqrt(self.classifier.in_features))
         nn.init.zeros_(self.classifier.bias)
+
+    def reset_parameters(self) -> None:
+        """Initialise every layer as ``__init__`` does (see :func:`models.layers.reset_submodules`)."""
+        reset_submodules(self)  # the classifier's default init too: the same draws as its construction
+        self._init_classifier()
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, in_channels, H, W) -> (B, num_classes)``."""

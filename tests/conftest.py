@@ -72,6 +72,35 @@ def equivariance_error_of() -> Callable[..., float]:
     return gcnn.equivariance_error
 
 
+def _check_meta_build(build: Callable[[], nn.Module]) -> nn.Module:
+    """Build with ``build()`` on the CPU (seed 0) and under ``torch.device("meta")``; materialise the
+    meta one with ``to_empty(device="cpu")`` and ``reset_parameters()`` (seed 0) and check that it has
+    the same parameters and buffers: names, shapes, dtypes and values. Returns the materialised one."""
+    def tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+        return {**dict(module.named_parameters()), **dict(module.named_buffers())}
+
+    torch.manual_seed(0)
+    expected = tensors(build())
+    with torch.device("meta"):
+        module = build()
+    assert expected and all(t.is_meta for t in tensors(module).values())
+    module.to_empty(device="cpu")
+    torch.manual_seed(0)
+    module.reset_parameters()
+    got = tensors(module)
+    assert list(got) == list(expected)
+    for name, tensor in expected.items():
+        assert (got[name].shape, got[name].dtype) == (tensor.shape, tensor.dtype), name
+        assert torch.equal(got[name], tensor), name
+    return module
+
+
+@pytest.fixture
+def check_meta_build() -> Callable[[Callable[[], nn.Module]], nn.Module]:
+    """:func:`_check_meta_build`: a module built on the meta device materialises like a CPU-built one."""
+    return _check_meta_build
+
+
 def _full_stack(group: gcnn.Group) -> nn.Module:
     """Every layer kind in one float64 net, 9x9 input -> invariant (B, 6) output."""
     return nn.Sequential(

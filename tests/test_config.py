@@ -110,7 +110,8 @@ def test_adamw_is_one_yaml_file_and_builds_decoupled_weight_decay():
     (["epochs=0"], "epochs=0 is not valid"),
     (["batch_size=0"], "batch_size=0 is not valid"),
     (["steps_per_epoch=0"], "steps_per_epoch=0 is not valid; expected an integer >= 1"),
-    (["model.name=vgg"], "model='vgg' is not valid; expected one of ['allcnnc', 'resnet44', 'resnet26', 'rotmnist']"),
+    (["model.name=vgg"], "model='vgg' is not valid; expected one of ['allcnnc', 'resnet44', 'resnet26', 'rotmnist', "
+     "'rotmnist_cnn', 'rotmnist_cnn_rp']"),
     (["optim.name=rmsprop"], "optim='rmsprop' is not valid; expected one of ['adam', 'adamw', 'sgd']"),
     (["schedule.name=linear"], "schedule='linear' is not valid; expected one of ['constant', 'cosine', 'step']"),
     (["logger.name=tensorboard"], "logger='tensorboard' is not valid; expected one of ['csv', 'none', 'wandb']"),

@@ -19,10 +19,17 @@ def features(rng, group, c=3, size=9, batch=2):
     return torch.randn(batch, c, group.order, size, size, generator=rng, dtype=torch.float64)
 
 
-CASES = [  # (kernel_size, stride, padding, size): stride 2 only where the grid is symmetric
+# (kernel_size, stride, padding, size): stride 1 keeps every grid symmetric about the centre; stride s
+# only where s divides size + 2 * padding - kernel_size. Even kernels: any size at stride 1, with or
+# without (symmetric) padding; at stride 2 on sizes of the kernel's parity (+ 2 * padding).
+CASES = [
     (1, 1, 0, 7), (3, 1, 1, 7), (5, 1, 2, 7), (3, 1, 0, 8),
     (1, 2, 0, 9), (3, 2, 1, 9), (5, 2, 2, 9),
+    (2, 1, 0, 7), (2, 1, 0, 8), (2, 1, 1, 7), (4, 1, 0, 9), (4, 1, 0, 4), (4, 1, 2, 8),
+    (2, 2, 0, 8), (2, 2, 1, 10), (4, 2, 0, 10), (4, 2, 1, 8),
 ]
+# The same layers where the strided grid is off the centre (size + 2 * padding - kernel_size odd).
+ASYMMETRIC_CASES = [(2, 2, 0, 9), (4, 2, 0, 9), (4, 2, 1, 7), (3, 2, 1, 8)]
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -43,12 +50,12 @@ def test_group_conv_is_equivariant(group, rng, check_equivariant, kernel_size, s
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(["p4", "p4m"]), c_in=st.integers(1, 4), c_out=st.integers(1, 4),
-       kernel_size=st.sampled_from([1, 3, 5]), half=st.integers(1, 5), batch=st.integers(1, 3),
+       kernel_size=st.sampled_from([1, 2, 3, 4, 5]), size=st.integers(5, 11), batch=st.integers(1, 3),
        seed=st.integers(0, 2**16))
-def test_random_shapes_are_equivariant(equivariance_error_of, name, c_in, c_out, kernel_size, half, batch, seed):
+def test_random_shapes_are_equivariant(equivariance_error_of, name, c_in, c_out, kernel_size, size, batch, seed):
+    """Stride 1 with symmetric padding: exact for every kernel side (odd or even) and map size."""
     group = gcnn.get_group(name)
     torch.manual_seed(seed)
-    size = 2 * half + 1
     stack = nn.Sequential(
         gcnn.LiftingConv2d(c_in, c_out, kernel_size, group=group, padding=kernel_size // 2),
         gcnn.GroupConv2d(c_out, c_in, kernel_size, group=group, padding=kernel_size // 2),
@@ -64,12 +71,24 @@ def test_negative_control_plain_conv_is_not_equivariant(rng, equivariance_error_
     assert equivariance_error_of(plain, image(rng), gcnn.get_group("p4")) > 0.1
 
 
+@pytest.mark.parametrize("layer_cls", [gcnn.LiftingConv2d, gcnn.GroupConv2d])
+@pytest.mark.parametrize("kernel_size,stride,padding,size", ASYMMETRIC_CASES)
+def test_negative_control_strided_grid_off_the_centre_is_not_equivariant(
+        rng, equivariance_error_of, layer_cls, kernel_size, stride, padding, size):
+    """The layers of CASES on sizes where the strided grid is not symmetric fail the check."""
+    group = gcnn.get_group("p4")
+    layer = layer_cls(3, 4, kernel_size, group=group, stride=stride, padding=padding).double()
+    x = image(rng, size=size) if layer_cls is gcnn.LiftingConv2d else features(rng, group, size=size)
+    assert equivariance_error_of(layer, x, group) > 0.01
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3, 4])
 @pytest.mark.parametrize("name", ["p4", "p4m"])
-def test_negative_control_broken_expansion_is_not_equivariant(rng, equivariance_error_of, name):
+def test_negative_control_broken_expansion_is_not_equivariant(rng, equivariance_error_of, name, kernel_size):
     """The same layer with its expansion broken (every element uses the
     un-rotated filter) fails the check that the real layer passes."""
     group = gcnn.get_group(name)
-    layer = gcnn.GroupConv2d(3, 4, 3, group=group, padding=1).double()
+    layer = gcnn.GroupConv2d(3, 4, kernel_size, group=group, padding=kernel_size // 2).double()
     x = features(rng, group)
     assert equivariance_error_of(layer, x, group) < 1e-10
     broken = layer.expansion_index.view(group.order, -1)[:1].expand(group.order, -1).reshape(-1)
@@ -104,6 +123,26 @@ def test_he_init_uses_the_true_fan_in(group, layer_cls):
     std = layer.weight.std().item()
     assert abs(std / (2 / layer.fan_in) ** 0.5 - 1) < 0.05
     assert torch.all(layer.bias == 0)
+
+
+# ------------------------------------------------------------ device, dtype
+@pytest.mark.parametrize("layer_cls", [gcnn.LiftingConv2d, gcnn.GroupConv2d])
+def test_device_and_dtype_reach_the_parameters_and_the_index(group, layer_cls):
+    layer = layer_cls(2, 3, 3, group, device="meta", dtype=torch.float64)
+    assert all(p.is_meta and p.dtype == torch.float64 for p in layer.parameters())
+    assert layer.expansion_index.is_meta and layer.expansion_index.dtype == torch.long
+    assert layer_cls(2, 3, 3, group, dtype=torch.float64)(
+        torch.zeros(1, 2, *(() if layer.lifting else (group.order,)), 5, 5, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("layer_cls", [gcnn.LiftingConv2d, gcnn.GroupConv2d])
+def test_a_meta_layer_materialises_like_a_cpu_built_one(group, layer_cls, bias, check_meta_build, rng):
+    """Weights, bias and the (non-persistent) expansion index are all rebuilt by reset_parameters."""
+    layer = check_meta_build(lambda: layer_cls(2, 3, 4, group, bias=bias, dtype=torch.float64))
+    x = image(rng, c=2, size=6) if layer.lifting else features(rng, group, c=2, size=6)
+    torch.manual_seed(0)
+    assert torch.equal(layer(x), layer_cls(2, 3, 4, group, bias=bias, dtype=torch.float64)(x))
 
 
 # --------------------------------------------------------------- eval cache
@@ -202,10 +241,18 @@ def test_state_dict_has_the_same_keys_in_train_and_eval(p4m_layer_and_input):
 
 
 # ---------------------------------------------------------------- bad input
-@pytest.mark.parametrize("kernel_size", [2, 4, 0, (3, 5), (3, 3, 3), 3.0])
+@pytest.mark.parametrize("kernel_size", [0, -2, (3, 5), (2, 4), (3, 3, 3), 3.0, True])
 def test_bad_kernel_size(kernel_size):
-    with pytest.raises(ValueError, match=r"kernel_size=.* is not valid; expected an odd int .*square"):
+    with pytest.raises(ValueError, match=r"^kernel_size=.* is not valid; expected an int k >= 1 or \(k, k\).*square"):
         gcnn.GroupConv2d(2, 2, kernel_size, group="p4")
+
+
+@pytest.mark.parametrize("kernel_size", [2, (2, 2), 4, [4, 4], 3])
+def test_odd_and_even_square_kernels_are_accepted(kernel_size):
+    layer = gcnn.GroupConv2d(2, 3, kernel_size, group="p4")
+    k = kernel_size if isinstance(kernel_size, int) else kernel_size[0]
+    assert layer.weight.shape == (3, 2, 4, k, k)
+    assert layer(torch.zeros(1, 2, 4, 8, 8)).shape == (1, 3, 4, 9 - k, 9 - k)
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -20,18 +20,21 @@ def top_left(x: torch.Tensor) -> torch.Tensor:
     return x[:, 0, 0, :1]
 
 
+@pytest.mark.parametrize("kernel_size,padding", [(3, 1), (2, 0), (2, 1), (4, 0), (4, 2)])
 @pytest.mark.parametrize("reduction", ["max", "mean"])
-def test_group_conv_stack_is_exactly_equivariant(group, rng, reduction):
+def test_group_conv_stack_is_exactly_equivariant(group, rng, reduction, kernel_size, padding):
+    """Odd and even kernels; stride 1 keeps the grid symmetric with or without padding."""
     torch.manual_seed(0)
-    stack = nn.Sequential(gcnn.LiftingConv2d(3, 4, 3, group, padding=1), nn.ReLU(),
-                          gcnn.GroupConv2d(4, 5, 3, group, padding=1)).double()
+    stack = nn.Sequential(gcnn.LiftingConv2d(3, 4, kernel_size, group, padding=padding), nn.ReLU(),
+                          gcnn.GroupConv2d(4, 5, kernel_size, group, padding=padding)).double()
     assert gcnn.equivariance_error(stack, image(rng), group, reduction=reduction) < TOL
 
 
-def test_plain_conv_is_not_equivariant(rng):
+@pytest.mark.parametrize("kernel_size", [2, 3, 4])
+def test_plain_conv_is_not_equivariant(rng, kernel_size):
     """Negative control: the same measurement of an ordinary convolution is large."""
     torch.manual_seed(0)
-    plain = nn.Conv2d(3, 4, 3, padding=1).double()
+    plain = nn.Conv2d(3, 4, kernel_size).double()
     assert gcnn.equivariance_error(plain, image(rng), "p4") > 0.1
 
 

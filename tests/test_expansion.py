@@ -18,7 +18,7 @@ def slow_expand(weight: torch.Tensor, group: gcnn.Group, lifting: bool) -> torch
     return bank.reshape(c_out * group.order, c_in * g_in, k, k)
 
 
-@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("kernel_size", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("layer_cls", [gcnn.LiftingConv2d, gcnn.GroupConv2d])
 def test_expansion_matches_slow_reference(group, layer_cls, kernel_size):
     layer = layer_cls(3, 2, kernel_size, group=group).double()

@@ -18,8 +18,9 @@ import models
 from models import allcnnc, resnet, rotmnist
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHS = ("allcnnc", "resnet44", "resnet26", "rotmnist")
+ARCHS = ("allcnnc", "resnet44", "resnet26", "rotmnist", "rotmnist_cnn", "rotmnist_cnn_rp")
 CIFAR_ARCHS = ("allcnnc", "resnet44", "resnet26")
+TABLE1_ARCHS = ("rotmnist_cnn", "rotmnist_cnn_rp")
 PAIRS = [(arch, group) for arch in ARCHS for group in gcnn.GROUP_NAMES]
 INVARIANCE_TOL = 1e-10  # float64 round-off; stricter than the issue's 1e-7
 
@@ -145,6 +146,54 @@ def test_group_widths_are_z2_widths_over_sqrt_order(table):
         assert table[group] == tuple(round(w / math.sqrt(order)) for w in table["z2"])
 
 
+def test_paper_names_map_the_registry_to_table_1():
+    names = {(a, g): models.paper_name(a, g) for a, g in PAIRS if models.paper_name(a, g)}
+    assert names == {("rotmnist_cnn", "z2"): "Z2CNN", ("rotmnist_cnn", "p4"): "P4CNN",
+                     ("rotmnist_cnn", "p4m"): "P4MCNN", ("rotmnist_cnn_rp", "p4"): "P4CNN-RP"}
+
+
+def dropout_rates(model: nn.Module) -> list[float]:
+    return [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+
+
+@pytest.mark.parametrize("arch,group,rates", [
+    ("rotmnist_cnn", "z2", [0.3] * 5), ("rotmnist_cnn", "p4", []), ("rotmnist_cnn", "p4m", []),
+    *(("rotmnist_cnn_rp", group, []) for group in gcnn.GROUP_NAMES), ("rotmnist", "z2", []),
+])
+def test_rotmnist_dropout_per_group_is_the_reference_codes(arch, group, rates):
+    """Z2CNN: dropout 0.3 after layers 1, 3, 4, 5 and 6; P4CNN and P4CNN-RP: none."""
+    model = full_model(arch, group)
+    assert dropout_rates(model) == rates
+    if rates:
+        after = [type(model.layers[i - 1]).__name__ for i, m in enumerate(model.layers) if isinstance(m, nn.Dropout)]
+        assert after == ["ConvBNReLU"] * 5 and isinstance(model.layers[1], nn.Dropout)
+
+
+def test_rotmnist_cnn_dropout_override_wins_over_the_group_default():
+    assert dropout_rates(models.build_model("rotmnist_cnn", "p4", dropout=0.1)) == [0.1] * 5
+    assert dropout_rates(models.build_model("rotmnist_cnn", "z2", dropout=0.0)) == []
+    with pytest.raises(ValueError, match=r"^dropout=1.0 is not valid; expected a number >= 0 and < 1$"):
+        models.build_model("rotmnist_cnn_rp", "p4", dropout=1.0)
+    with pytest.raises(ValueError, match=r"rotmnist override='dropout' is not valid; expected one of \['widths'\]"):
+        models.build_model("rotmnist", "p4", dropout=0.1)
+
+
+@pytest.mark.parametrize("arch", TABLE1_ARCHS)
+def test_table1_maps_shrink_to_a_4x4_map_under_the_4x4_last_layer(arch):
+    """28 -> 26 -> 24 -> pool 12 -> 10 -> 8 -> 6 -> 4 -> 1, no padding."""
+    model = full_model(arch, "p4")
+    sides = []
+    convs = [m for m in model.modules() if isinstance(m, (gcnn.LiftingConv2d, gcnn.GroupConv2d))]
+    handles = [c.register_forward_hook(lambda m, i, o: sides.append((i[0].shape[-1], m.kernel_size, o.shape[-1])))
+               for c in convs]
+    with models.evaluating(model):
+        model(torch.zeros(1, 1, 28, 28))
+    for handle in handles:
+        handle.remove()
+    assert sides == [(28, 3, 26), (26, 3, 24), (12, 3, 10), (10, 3, 8), (8, 3, 6), (6, 3, 4), (4, 4, 1)]
+    assert all(c.padding == 0 for c in convs)
+
+
 # ----------------------------------------------------------------- parameter counts
 def paper_network(arch: str, group: str) -> nn.Module:
     """The network the paper counts: the ResNets with the reference head."""
@@ -169,6 +218,25 @@ def test_invariant_head_has_c3_times_g_minus_one_times_classes_fewer_parameters(
     difference = models.count_parameters(reference) - models.count_parameters(invariant)
     assert difference == c3 * (order - 1) * 10
 
+
+
+def test_table1_reference_counts_are_the_papers():
+    """Table 1 (reference code: weights, biases, BN scale and shift)."""
+    assert [models.reference_params(a, g) for a, g in [("rotmnist_cnn", "z2"), ("rotmnist_cnn", "p4"),
+                                                       ("rotmnist_cnn_rp", "p4")]] == [21_750, 24_680, 21_750]
+    assert models.reference_params("rotmnist_cnn", "p4m") is None  # beyond the paper
+
+
+@pytest.mark.parametrize("arch", TABLE1_ARCHS)
+def test_rotmnist_cnn_parameter_count_layer_by_layer(arch, group):
+    """Lifting 3x3, five 3x3 G-convs and a 4x4 G-conv, each with one bias per G-channel, and six BN
+    (scale, shift) pairs; rotation pooling makes every conv a lifting conv (G_in = 1). p4m: 26,799."""
+    (c,) = models.get_spec(arch).widths[group.name]
+    g_in = 1 if arch == "rotmnist_cnn_rp" else group.order
+    expected = (c * 9 + c) + 5 * (c * c * g_in * 9 + c) + 6 * 2 * c + (10 * c * g_in * 16 + 10)
+    assert models.count_parameters(full_model(arch, group.name)) == expected
+    if (arch, group.name) == ("rotmnist_cnn", "p4m"):
+        assert expected == 26_799
 
 
 def test_reference_counts_only_where_the_paper_reports_them():
@@ -228,7 +296,8 @@ def test_forward_backward_on_a_cifar_batch(arch, group):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_one_channel_input_and_hundred_classes(arch):
     model = models.build_model(arch, "p4m", num_classes=100, in_channels=1, width=0.25).eval()
-    assert model(torch.randn(2, 1, 16, 16)).shape == (2, 100)
+    size = models.default_input_shape(arch)[1]
+    assert model(torch.randn(2, 1, size, size)).shape == (2, 100)
 
 
 @pytest.mark.parametrize("group", gcnn.GROUP_NAMES)
@@ -257,12 +326,24 @@ def test_rotmnist_is_exactly_invariant_on_16x16(group, rng, check_equivariant):
     check_equivariant(model, x, gcnn.get_group(group), invariant=True)
 
 
+@pytest.mark.parametrize("arch", TABLE1_ARCHS)
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_table1_gcnns_are_exactly_invariant_on_28x28(arch, group, rng, check_equivariant, equivariance_error_of):
+    """Every element, float64, eval mode with random BN statistics; the 4x4 last layer included.
+    Negative control: on 29x29 the 2x2 pool drops the last row and column of a 25x25 map, off the centre."""
+    model = float64_eval_model(arch, group, rng, width=1.0, in_channels=1)
+    check_equivariant(model, torch.randn(2, 1, 28, 28, generator=rng, dtype=torch.float64), model.group,
+                      invariant=True)
+    x = torch.randn(2, 1, 29, 29, generator=rng, dtype=torch.float64)
+    assert equivariance_error_of(model, x, model.group, invariant=True) > 1e-3
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_z2_network_is_not_invariant(arch, rng, equivariance_error_of):
     """Negative control: the same check fails for a plain CNN."""
     model = float64_eval_model(arch, "z2", rng, width=0.25)
-    x = torch.randn(2, 3, 33 if arch in CIFAR_ARCHS else 16, 33 if arch in CIFAR_ARCHS else 16,
-                    generator=rng, dtype=torch.float64)
+    size = 33 if arch in CIFAR_ARCHS else models.default_input_shape(arch)[1]
+    x = torch.randn(2, 3, size, size, generator=rng, dtype=torch.float64)
     assert equivariance_error_of(model, x, gcnn.get_group("p4m"), invariant=True) > 1e-3
     assert models.invariance_error(model, x, "p4m") > 1e-3
 
@@ -299,6 +380,15 @@ def test_invariance_error_of_a_hand_computed_module():
     assert models.invariance_error(top_left, pair, "p4") == pytest.approx((3.0 + 1.0) / 2)
 
 
+# ----------------------------------------------------------------- meta device
+@pytest.mark.parametrize("arch,group", PAIRS)
+def test_a_model_built_on_the_meta_device_materialises_like_a_cpu_built_one(arch, group, check_meta_build):
+    """Under ``torch.device("meta")`` nothing is allocated; ``to_empty`` then ``reset_parameters()``
+    (seed 0) gives the same parameter and buffer names, shapes and values as a CPU build (seed 0)."""
+    in_channels = models.default_input_shape(arch)[0]
+    check_meta_build(lambda: models.build_model(arch, group, in_channels=in_channels))
+
+
 # ----------------------------------------------------------------- results table and script
 def table_rows(text: str) -> dict[tuple[str, str, str], list[str]]:
     """``(arch, group, head) -> [input, params, paper params, diff, MACs, inv. group, inv. errors...]``."""
@@ -328,7 +418,7 @@ def test_committed_table_matches_recomputed_params_and_macs():
         at_input_size, at_odd_size = float(cells[6]), float(cells[7])
         if group == "z2" or head == "reference":  # not invariant at any size
             assert min(at_input_size, at_odd_size) > 1e-3
-        elif arch == "rotmnist":  # 2x2 pooling: exact on 16x16, not on 33x33
+        elif arch.startswith("rotmnist"):  # 2x2 pooling: exact on 16x16 and 28x28, not on 33x33
             assert at_input_size < INVARIANCE_TOL < at_odd_size
         else:                     # stride 2: exact on 33x33, not on 32x32
             assert at_odd_size < INVARIANCE_TOL < at_input_size

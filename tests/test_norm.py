@@ -53,3 +53,10 @@ def test_batch_norm_rejects_wrong_shapes():
     for shape in [(2, 3, 5, 5), (2, 3, 8, 5, 5), (2, 4, 4, 5, 5)]:
         with pytest.raises(ValueError, match=r"\(B, 3, 4, H, W\).*got shape"):
             bn(torch.zeros(shape))
+
+
+def test_device_and_dtype_reach_the_parameters_and_running_stats(group, check_meta_build):
+    bn = gcnn.GroupBatchNorm2d(3, group, device="meta", dtype=torch.float64)
+    assert all(t.is_meta for t in (*bn.parameters(), *bn.buffers()))
+    assert bn.weight.dtype == bn.running_var.dtype == torch.float64
+    check_meta_build(lambda: gcnn.GroupBatchNorm2d(3, group, dtype=torch.float64))

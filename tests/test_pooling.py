@@ -29,6 +29,16 @@ def test_spatial_pool_is_equivariant_on_symmetric_grids(group, rng, check_equiva
     check_equivariant(pool, x, group)
 
 
+@pytest.mark.parametrize("pool,reduce", [(gcnn.GlobalAvgPool(), torch.mean), (gcnn.GlobalMaxPool(), torch.amax)])
+def test_global_pools_reduce_plane_and_group_and_are_invariant(group, rng, check_equivariant, pool, reduce):
+    x = features(rng, group, size=8)
+    assert torch.equal(pool(x), reduce(x, dim=(2, 3, 4)))
+    assert torch.equal(pool(x[:, :, 0]), reduce(x[:, :, 0], dim=(2, 3)))
+    check_equivariant(pool, x, group, invariant=True)
+    with pytest.raises(ValueError, match=rf"^{type(pool).__name__} expects .*got shape \(2, 3\)$"):
+        pool(torch.zeros(2, 3))
+
+
 def test_dropout_and_relu_work_elementwise_on_feature_maps(group, rng):
     x = features(rng, group)
     assert nn.Dropout(0.5)(x).shape == nn.ReLU()(x).shape == x.shape
