@@ -71,6 +71,13 @@ def build_network(case: TrainCase, config: Any) -> tuple[nn.Module, float]:
     return model, m.width
 
 
+def optimizer_settings(optimizer: torch.optim.Optimizer) -> dict:
+    """The optimiser's keyword arguments as configured (``lr`` before the schedule scales it)."""
+    group = optimizer.param_groups[0]
+    return {k: group.get("initial_lr", v) if k == "lr" else v for k, v in group.items()
+            if k not in ("params", "initial_lr")}
+
+
 def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warmup: int = 3,
                  batch: int | None = None, warmup_batch: int | None = None,
                  compile_backend: str = "inductor") -> dict:
@@ -131,7 +138,7 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
         "width": width, "params": params, "macs_per_image": macs, "amp_dtype": amp_dtype,
         "channels_last": channels_last, "compile": compiled,
         "compile_backend": compile_backend if compiled else None, "optimizer": type(optimizer).__name__,
-        "optim": {k: v for k, v in optimizer.param_groups[0].items() if k != "params"},
+        "optim": optimizer_settings(optimizer),
         "batch": batch, "steps": steps, "warmup": warmup,
         "step_s": step_s, "step_samples_s": samples, "first_step_s": first_s,
         "compile_s": max(0.0, first_s - step_s) if compiled else None,
