@@ -181,7 +181,7 @@ def test_slurm_preset_composes_with_the_documented_keys():
 
 
 # ---------------------------------------------------------------- early stops: one line and an exit code each
-LONG = ("epochs=4", "data.train_size=400", "data.image_size=16", "batch_size=32", "logger=none")
+LONG = ("epochs=3", "data.train_size=400", "data.image_size=16", "batch_size=32", "logger=none", "robustness=false")
 
 
 def start(tmp_path: Path, run_dir: Path, *overrides: str) -> subprocess.Popen:
@@ -229,7 +229,7 @@ def test_a_second_launch_exits_2_naming_the_holder_and_the_running_run_is_unharm
     message = assert_one_line(second.stderr)
     assert f"is in use by host {os.uname().nodename} pid {first.pid}" in message and str(run_dir) in message
     first.communicate(timeout=240)
-    assert first.returncode == 0 and len(read_rows(run_dir)) == 4
+    assert first.returncode == 0 and len(read_rows(run_dir)) == 3
     assert json.loads((run_dir / "result.json").read_text())["status"] == "finished"
 
 
