@@ -186,9 +186,9 @@ LONG = ("epochs=3", "data.train_size=400", "data.image_size=16", "batch_size=32"
 
 def start(tmp_path: Path, run_dir: Path, *overrides: str) -> subprocess.Popen:
     """``scripts/train.py`` in the background, returned once it has finished its first epoch."""
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), *tiny(tmp_path, *LONG, *overrides), f"hydra.run.dir={run_dir}"],
-                            cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    command = [sys.executable, str(SCRIPT), *tiny(tmp_path, *LONG, *overrides), f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not (run_dir / "metrics.jsonl").exists():
         time.sleep(0.02)

@@ -349,8 +349,9 @@ def test_without_working_file_locks_a_run_warns_and_goes_on(tmp_path, monkeypatc
     assert "warning: file locks do not work in" in capsys.readouterr().err
 
 
-def nan_at(monkeypatch, call: int) -> None:
-    """Make the ``call``-th training step of the process (1-based) report a NaN loss."""
+def nan_at(monkeypatch, call: int) -> list:
+    """Make the ``call``-th training step of the process (1-based) report a NaN loss; returns the
+    list that grows by one item per step."""
     from repro.train import trainer as trainer_module
     calls, real = [], trainer_module.train_step
 
@@ -360,6 +361,7 @@ def nan_at(monkeypatch, call: int) -> None:
         return (loss * math.nan if len(calls) == call else loss), logits
 
     monkeypatch.setattr(trainer_module, "train_step", step)
+    return calls
 
 
 def test_the_first_nonfinite_loss_stops_the_run_naming_epoch_and_step(tmp_path, monkeypatch):
@@ -368,7 +370,7 @@ def test_the_first_nonfinite_loss_stops_the_run_naming_epoch_and_step(tmp_path, 
     from repro.train.run_folder import read_status
 
     run_dir = tmp_path / "runs" / "run"
-    nan_at(monkeypatch, 4 + 3)  # 4 steps per epoch: epoch 2, step 3
+    nan_at(monkeypatch, 4 + 3)  # 4 steps per epoch: epoch 2, step 3 (found at the epoch-end check)
     with pytest.raises(Diverged) as info:
         run(compose_config(tiny(tmp_path, "epochs=3")), run_dir=run_dir)
     message = str(info.value)
@@ -383,6 +385,16 @@ def test_the_first_nonfinite_loss_stops_the_run_naming_epoch_and_step(tmp_path, 
         run(compose_config(tiny(tmp_path, "epochs=3")), run_dir=run_dir)  # a rerun does not train again
     collected = collect_runs([tmp_path / "runs"])
     assert len(collected.runs) == 0 and "diverged" in collected.excluded.iloc[0]["reason"]
+
+
+def test_divergence_is_caught_within_a_check_interval_not_at_the_epoch_end(tmp_path, monkeypatch):
+    from repro.train import Diverged
+    from repro.train.trainer import DIVERGENCE_CHECK_STEPS
+
+    calls = nan_at(monkeypatch, 3)
+    with pytest.raises(Diverged, match="diverged at epoch 1, step 3 of 30: training loss nan"):
+        run(compose_config(tiny(tmp_path, "steps_per_epoch=30")), run_dir=tmp_path / "run")
+    assert len(calls) == DIVERGENCE_CHECK_STEPS < 30
 
 
 def test_a_finite_run_is_not_stopped(tmp_path, monkeypatch):
@@ -431,7 +443,8 @@ def test_eval_every_evaluates_every_n_epochs_and_the_last(tmp_path, monkeypatch)
     result = run(compose_config(tiny(tmp_path, "epochs=5", "eval_every=2", "data.val_size=10")),
                  run_dir=tmp_path / "run")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows if "test_error" in r] == [2, 4, 5] == [r["epoch"] for r in rows if "val_error" in r]
+    assert [r["epoch"] for r in rows if "test_error" in r] == [2, 4, 5]
+    assert [r["epoch"] for r in rows if "val_error" in r] == [2, 4, 5]
     assert all("test_loss" not in r and "train_loss" in r for r in rows if r["epoch"] in (1, 3))
     assert calls == [2, 4, 5]  # BN recalibration only where an evaluation follows
     evaluated = [r for r in rows if "test_error" in r]

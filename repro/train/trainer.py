@@ -1,6 +1,7 @@
 """The training loop shared by every model: :func:`setup` builds all run state as one
-:class:`RunState`, :meth:`Trainer.fit` is the loop; rank 0 writes the run folder
-(:mod:`repro.train.run_folder`)."""
+:class:`RunState`, :meth:`Trainer.fit` is the loop (one :func:`repro.train.step.train_step` per
+batch); rank 0 writes the run folder (:mod:`repro.train.run_folder`) and holds its lock. Early
+stops (Ctrl-C, SIGTERM, divergence, a full disk) are the exceptions of :mod:`repro.train.stops`."""
 from __future__ import annotations
 
 import contextlib
@@ -243,17 +244,17 @@ class Trainer:
             totals += torch.stack([loss_sum.double(), (logits.argmax(1) != y).sum().double()])
             count += y.shape[0]
             if (i + 1) % DIVERGENCE_CHECK_STEPS == 0:
-                self.check_finite(losses[: i + 1], epoch)
-        self.check_finite(losses, epoch)
+                self.check_finite(losses, i + 1, epoch)
+        self.check_finite(losses, len(batches), epoch)
         loss_total, wrong_total, count = self.reduce_totals(totals, count)  # one sync per epoch
         return {"loss": loss_total / count, "error": 100.0 * wrong_total / count, "images": count,
                 "seconds": time.time() - start}
 
-    def check_finite(self, losses: torch.Tensor, epoch: int) -> None:
+    def check_finite(self, losses: torch.Tensor, done: int, epoch: int) -> None:
         """Stop with :class:`Diverged` (recorded in ``result.json``) at the first non-finite loss of
-        ``losses`` (this epoch's steps so far, on any rank). The unscaled float32 loss is checked: a float16
+        ``losses[:done]`` (this epoch's steps so far, on any rank). The unscaled float32 loss is checked: a float16
         step that the GradScaler skips for inf gradients while the loss is finite does not count."""
-        bad = self.ctx.all_reduce_sum((~torch.isfinite(losses)).float())
+        bad = self.ctx.all_reduce_sum((~torch.isfinite(losses[:done])).float())
         if not bad.any():  # the host sync
             return
         step = int(bad.nonzero()[0, 0])
