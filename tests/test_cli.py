@@ -181,12 +181,16 @@ def test_slurm_preset_composes_with_the_documented_keys():
 
 
 # ---------------------------------------------------------------- early stops: one line and an exit code each
-LONG = ("epochs=3", "data.train_size=400", "data.image_size=16", "batch_size=32", "logger=none", "robustness=false")
+def long_run(tmp_path: Path, run_dir: Path, epochs: int = 3) -> list[str]:
+    """Overrides of a run of a few seconds per epoch in ``run_dir``."""
+    return [*tiny(tmp_path, f"epochs={epochs}", "data.train_size=400", "data.image_size=16", "batch_size=32",
+                  "logger=none", "robustness=false"), f"hydra.run.dir={run_dir}"]
 
 
-def start(tmp_path: Path, run_dir: Path, *overrides: str) -> subprocess.Popen:
+def start(tmp_path: Path, overrides: list[str]) -> subprocess.Popen:
     """``scripts/train.py`` in the background, returned once it has finished its first epoch."""
-    command = [sys.executable, str(SCRIPT), *tiny(tmp_path, *LONG, *overrides), f"hydra.run.dir={run_dir}"]
+    run_dir = Path(overrides[-1].split("=", 1)[1])
+    command = [sys.executable, str(SCRIPT), *overrides]
     proc = subprocess.Popen(command, cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
@@ -207,7 +211,7 @@ def assert_one_line(stderr: str) -> str:
                                                 (signal.SIGTERM, 143, "interrupted (SIGTERM) at epoch ")])
 def test_ctrl_c_and_sigterm_stop_with_one_line_and_the_same_command_resumes(tmp_path, signum, code, line):
     run_dir = tmp_path / "run"
-    proc = start(tmp_path, run_dir)
+    proc = start(tmp_path, long_run(tmp_path, run_dir))
     sent = time.time()
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=30)
@@ -217,19 +221,20 @@ def test_ctrl_c_and_sigterm_stop_with_one_line_and_the_same_command_resumes(tmp_
     epoch = int(message.split("at epoch ")[1].split(";")[0])
     import torch
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["epoch"] == epoch - 1  # intact
-    again = train(tmp_path, *tiny(tmp_path, *LONG), f"hydra.run.dir={run_dir}")
+    again = train(tmp_path, *long_run(tmp_path, run_dir))
     assert f"resuming after epoch {epoch - 1}" in again.stdout and (run_dir / "result.json").exists()
 
 
 def test_a_second_launch_exits_2_naming_the_holder_and_the_running_run_is_unharmed(tmp_path):
     run_dir = tmp_path / "run"
-    first = start(tmp_path, run_dir)
-    second = train(tmp_path, *tiny(tmp_path, *LONG), f"hydra.run.dir={run_dir}", check=False)
+    first = start(tmp_path, long_run(tmp_path, run_dir, epochs=12))
+    second = train(tmp_path, *long_run(tmp_path, run_dir, epochs=12), check=False)
+    assert first.poll() is None, "the first run ended before the second launch; make it longer"
     assert second.returncode == 2
     message = assert_one_line(second.stderr)
     assert f"is in use by host {os.uname().nodename} pid {first.pid}" in message and str(run_dir) in message
     first.communicate(timeout=240)
-    assert first.returncode == 0 and len(read_rows(run_dir)) == 3
+    assert first.returncode == 0 and len(read_rows(run_dir)) == 12
     assert json.loads((run_dir / "result.json").read_text())["status"] == "finished"
 
 
