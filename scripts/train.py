@@ -4,8 +4,11 @@
     python scripts/train.py -m group=z2,p4,p4m seed=0,1,2    # a sweep
     torchrun --nproc_per_node=2 scripts/train.py ...         # DistributedDataParallel
 
-Rerunning a command resumes its run folder; a finished run is not redone. A bad config value or
-a data problem prints one line ``error: ...`` and exits 2 (HYDRA_FULL_ERROR=1: the traceback).
+Rerunning a command resumes its run folder; a finished run is not redone. Every early stop prints
+one line and exits with its code (repro/train/stops.py): 2 a bad config value, a data problem or a
+run folder in use; 3 diverged; 74 a full disk or quota; 130 Ctrl-C; 143 SIGTERM
+(HYDRA_FULL_ERROR=1: the traceback). In a sweep (-m) a job that stops for any reason but Ctrl-C or
+SIGTERM prints its line and the sweep goes on; the command then exits with that job's code.
 """
 from __future__ import annotations
 
@@ -21,22 +24,35 @@ from omegaconf import DictConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import repro.train  # noqa: E402  (also registers the run-folder resolvers)
 from repro.data import DataError  # noqa: E402
+from repro.train.stops import EXIT_BAD_INPUT, Interrupted, RunStopped  # noqa: E402
+
+STOPPED_JOBS: list[int] = []  # exit codes of the jobs of this process's sweep that stopped early
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
+    run_dir, multirun = Path(hydra_cfg.runtime.output_dir), hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        return repro.train.run(cfg, run_dir=run_dir, multirun=hydra_cfg.mode == RunMode.MULTIRUN)["final_test_error"]
-    except (repro.train.ConfigError, DataError) as error:
+        return repro.train.run(cfg, run_dir=run_dir, multirun=multirun)["final_test_error"]
+    except Interrupted as stop:  # the whole command stops, a sweep too
+        print(stop, file=sys.stderr, flush=True)
+        sys.exit(stop.exit_code)
+    except (repro.train.ConfigError, DataError, RunStopped) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         if run_dir.is_dir() and not any(run_dir.iterdir()):  # the empty folder Hydra made for this command
             run_dir.rmdir()
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        code = getattr(error, "exit_code", EXIT_BAD_INPUT)
+        if not multirun:
+            sys.exit(code)
+        STOPPED_JOBS.append(code)  # the sweep goes on with its other jobs
+        return None
 
 
 if __name__ == "__main__":
     main()
+    if STOPPED_JOBS:
+        print(f"error: {len(STOPPED_JOBS)} job(s) of the sweep stopped early (lines above)", file=sys.stderr)
+        sys.exit(STOPPED_JOBS[0])

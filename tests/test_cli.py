@@ -178,3 +178,130 @@ def test_slurm_preset_composes_with_the_documented_keys():
     assert "SlurmLauncher" in launcher._target_
     assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 1, 1)
     assert launcher.timeout_min > 0 and launcher.cpus_per_task > 0 and launcher.mem_gb > 0
+
+
+# ---------------------------------------------------------------- early stops: one line and an exit code each
+def long_run(tmp_path: Path, run_dir: Path, epochs: int = 3) -> list[str]:
+    """Overrides of a run of a few seconds per epoch in ``run_dir``."""
+    return [*tiny(tmp_path, f"epochs={epochs}", "data.train_size=400", "data.image_size=16", "batch_size=32",
+                  "logger=none", "robustness=false"), f"hydra.run.dir={run_dir}"]
+
+
+def start(tmp_path: Path, overrides: list[str]) -> subprocess.Popen:
+    """``scripts/train.py`` in the background, returned once it has finished its first epoch."""
+    run_dir = Path(overrides[-1].split("=", 1)[1])
+    command = [sys.executable, str(SCRIPT), *overrides]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not (run_dir / "metrics.jsonl").exists():
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before its first epoch did; make it longer"
+    return proc
+
+
+def assert_one_line(stderr: str) -> str:
+    assert "Traceback" not in stderr and "HYDRA_FULL_ERROR" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("signum, code, line", [(signal.SIGINT, 130, "interrupted at epoch "),
+                                                (signal.SIGTERM, 143, "interrupted (SIGTERM) at epoch ")])
+def test_ctrl_c_and_sigterm_stop_with_one_line_and_the_same_command_resumes(tmp_path, signum, code, line):
+    run_dir = tmp_path / "run"
+    proc = start(tmp_path, long_run(tmp_path, run_dir))
+    sent = time.time()
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == code and time.time() - sent < 10
+    message = assert_one_line(stderr)
+    assert message.startswith(line) and message.endswith("; rerun the same command to resume")
+    epoch = int(message.split("at epoch ")[1].split(";")[0])
+    import torch
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["epoch"] == epoch - 1  # intact
+    again = train(tmp_path, *long_run(tmp_path, run_dir))
+    assert f"resuming after epoch {epoch - 1}" in again.stdout and (run_dir / "result.json").exists()
+
+
+def test_a_second_launch_exits_2_naming_the_holder_and_the_running_run_is_unharmed(tmp_path):
+    run_dir = tmp_path / "run"
+    first = start(tmp_path, long_run(tmp_path, run_dir, epochs=12))
+    second = train(tmp_path, *long_run(tmp_path, run_dir, epochs=12), check=False)
+    assert first.poll() is None, "the first run ended before the second launch; make it longer"
+    assert second.returncode == 2
+    message = assert_one_line(second.stderr)
+    assert f"is in use by host {os.uname().nodename} pid {first.pid}" in message and str(run_dir) in message
+    first.communicate(timeout=240)
+    assert first.returncode == 0 and len(read_rows(run_dir)) == 12
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "finished"
+
+
+def test_a_diverged_run_exits_3_and_a_sweep_goes_on_with_its_other_jobs(tmp_path):
+    single = train(tmp_path, *tiny(tmp_path, "optim=sgd", "optim.lr=1e30"), f"hydra.run.dir={tmp_path / 'one'}",
+                   check=False)
+    assert single.returncode == 3
+    assert assert_one_line(single.stderr).startswith("error: diverged at epoch 1, step ")
+    sweep = train(tmp_path, "-m", "optim=sgd", "optim.lr=1e30,0.01", "sweep_name=s", *tiny(tmp_path), check=False)
+    assert sweep.returncode == 3 and "Traceback" not in sweep.stderr and "HYDRA_FULL_ERROR" not in sweep.stderr
+    statuses = sorted(json.loads(p.read_text())["status"] for p in (tmp_path / "multirun" / "s").glob("*/result.json"))
+    assert statuses == ["diverged", "finished"]
+    assert "error: diverged at epoch 1" in sweep.stderr and "1 job(s) of the sweep stopped early" in sweep.stderr
+
+
+FULL_DISK = """import errno, runpy, sys
+import repro.io
+real = repro.io.atomic_write
+def full(path, write):
+    if str(path).endswith("checkpoint.new.pt"):
+        write = lambda tmp: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device"))
+    return real(path, write)
+repro.io.atomic_write = full
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_full_disk_exits_74_with_one_line_naming_the_file(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(SCRIPT), *tiny(tmp_path), f"hydra.run.dir={run_dir}"],
+                          cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 74
+    message = assert_one_line(proc.stderr)
+    assert message.startswith(f"error: no space left writing {run_dir / 'checkpoint.new.pt'} (No space left")
+
+
+def test_slurm_jobs_that_time_out_are_requeued_and_rerun_the_same_job():
+    """SLURM signals a job ``signal_delay_s`` before its time limit (and at preemption); submitit then
+    calls the launcher's ``checkpoint``, which resubmits the same job (same overrides, so the same run
+    folder, which resumes), and requeues it while ``max_num_timeout`` allows."""
+    import submitit
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from submitit.core.job_environment import SignalHandler
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    params = cfg.hydra.launcher
+    assert params.max_num_timeout >= 3 and params.signal_delay_s >= 60
+    launcher = instantiate(params)
+    args = (["group=p4m"], "hydra.sweep.dir", 0, "job_id_for_0", {})
+    delayed = submitit.helpers.DelayedSubmission(launcher, *args)
+    delayed.set_timeout(params.timeout_min, params.max_num_timeout)
+
+    class Env:
+        global_rank, requeued = 0, []
+
+        def _requeue(self, countdown):
+            self.requeued.append(countdown)
+
+    class Paths:
+        submitted_pickle = Path(os.devnull)
+
+    handler = SignalHandler(Env(), Paths(), delayed)
+    handler.has_timed_out, handler._exit = (lambda: True), (lambda: None)
+    handler.checkpoint_and_try_requeue(signal.SIGUSR2)
+    assert Env.requeued == [params.max_num_timeout - 1]
+    resubmitted = launcher.checkpoint(*args)
+    assert resubmitted.function is launcher and resubmitted.args == args

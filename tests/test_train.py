@@ -301,3 +301,166 @@ def test_compiled_training_matches_eager(tmp_path, layout):
                    run_dir=tmp_path / "compiled")
     assert compiled["final_train_loss"] == pytest.approx(eager["final_train_loss"], rel=1e-4)
     assert compiled["final_test_error"] == pytest.approx(eager["final_test_error"], abs=100 / 797 + 1e-9)
+
+
+# ---------------------------------------------------------------- early stops (repro/train/stops.py)
+HOLD_LOCK = """import sys, time
+from repro.train.run_folder import run_lock
+with run_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_process_cannot_train_in_a_locked_folder_and_a_dead_holder_never_blocks(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from repro.train import RunLocked
+
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLocked) as info:
+            run(compose_config(tiny(tmp_path)), run_dir=run_dir)
+        message = str(info.value)
+        assert f"run folder {str(run_dir)!r} is in use by host {socket.gethostname()} pid {holder.pid}" in message
+        assert "wait for it to end" in message and "\n" not in message and info.value.exit_code == 2
+        assert sorted(p.name for p in run_dir.iterdir()) == ["train.lock"]  # nothing of the holder's touched
+    finally:
+        holder.kill()  # SIGKILL: the lock file stays behind, the kernel drops the lock
+        holder.wait()
+    assert (run_dir / "train.lock").exists()
+    assert run(compose_config(tiny(tmp_path)), run_dir=run_dir)["status"] == "finished"
+    assert not (run_dir / "train.lock").exists()
+
+
+def test_without_working_file_locks_a_run_warns_and_goes_on(tmp_path, monkeypatch, capsys):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    assert run(compose_config(tiny(tmp_path, "epochs=1")), run_dir=tmp_path / "run")["status"] == "finished"
+    assert "warning: file locks do not work in" in capsys.readouterr().err
+
+
+def nan_at(monkeypatch, call: int) -> list:
+    """Make the ``call``-th training step of the process (1-based) report a NaN loss; returns the
+    list that grows by one item per step."""
+    from repro.train import trainer as trainer_module
+    calls, real = [], trainer_module.train_step
+
+    def step(*args):
+        loss, logits = real(*args)
+        calls.append(1)
+        return (loss * math.nan if len(calls) == call else loss), logits
+
+    monkeypatch.setattr(trainer_module, "train_step", step)
+    return calls
+
+
+def test_the_first_nonfinite_loss_stops_the_run_naming_epoch_and_step(tmp_path, monkeypatch):
+    from repro.report import collect_runs
+    from repro.train import Diverged
+    from repro.train.run_folder import read_status
+
+    run_dir = tmp_path / "runs" / "run"
+    nan_at(monkeypatch, 4 + 3)  # 4 steps per epoch: epoch 2, step 3 (found at the epoch-end check)
+    with pytest.raises(Diverged) as info:
+        run(compose_config(tiny(tmp_path, "epochs=3")), run_dir=run_dir)
+    message = str(info.value)
+    assert message.startswith("diverged at epoch 2, step 3 of 4: training loss nan; lower optim.lr or set grad_clip")
+    assert info.value.exit_code == 3 and "\n" not in message
+    status = read_status(run_dir)
+    assert (status["status"], status["epoch"], status["step"], status["loss"]) == ("diverged", 2, 3, "nan")
+    assert status["reason"] == "diverged at epoch 2, step 3 of 4: training loss nan"
+    assert torch.load(run_dir / CHECKPOINT, weights_only=False)["epoch"] == 1  # the diverged epoch is not saved
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    with pytest.raises(Diverged, match="diverged at epoch 2, step 3 of 4: .*; not retrained: change optim.lr"):
+        run(compose_config(tiny(tmp_path, "epochs=3")), run_dir=run_dir)  # a rerun does not train again
+    collected = collect_runs([tmp_path / "runs"])
+    assert len(collected.runs) == 0 and "diverged" in collected.excluded.iloc[0]["reason"]
+
+
+def test_divergence_is_caught_within_a_check_interval_not_at_the_epoch_end(tmp_path, monkeypatch):
+    from repro.train import Diverged
+    from repro.train.trainer import DIVERGENCE_CHECK_STEPS
+
+    calls = nan_at(monkeypatch, 3)
+    with pytest.raises(Diverged, match="diverged at epoch 1, step 3 of 30: training loss nan"):
+        run(compose_config(tiny(tmp_path, "steps_per_epoch=30")), run_dir=tmp_path / "run")
+    assert len(calls) == DIVERGENCE_CHECK_STEPS < 30
+
+
+def test_a_finite_run_is_not_stopped(tmp_path, monkeypatch):
+    nan_at(monkeypatch, 10 ** 6)  # negative control: the wrapper alone changes nothing
+    assert run(compose_config(tiny(tmp_path)), run_dir=tmp_path / "run")["status"] == "finished"
+
+
+@pytest.mark.parametrize("file", ["checkpoint", "metrics"])
+def test_a_full_disk_stops_with_one_line_and_the_same_command_resumes(tmp_path, monkeypatch, file):
+    import errno
+
+    import repro.io
+    from repro.train import DiskFull
+
+    run_dir, overrides = tmp_path / "run", tiny(tmp_path, "epochs=2", "deterministic=true")
+    straight = run(compose_config(overrides), run_dir=tmp_path / "straight")
+    real = repro.io.atomic_write
+    target = {"checkpoint": "checkpoint.new.pt", "metrics": "metrics.jsonl"}[file]
+    writes = []
+
+    def full_on_second(path, write):
+        if Path(path).name == target:
+            writes.append(path)
+            if len(writes) == 2:
+                return real(path, lambda tmp: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+        return real(path, write)
+
+    monkeypatch.setattr(repro.io, "atomic_write", full_on_second)
+    with pytest.raises(DiskFull) as info:
+        run(compose_config(overrides), run_dir=run_dir)
+    assert str(info.value).startswith(f"no space left writing {run_dir / target} (No space left on device); ")
+    assert "rerun the same command to resume" in str(info.value) and info.value.exit_code == 74
+    assert torch.load(run_dir / CHECKPOINT, weights_only=False)["epoch"] == (1 if file == "checkpoint" else 2)
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not list(run_dir.glob(".*.tmp")) and not (run_dir / "train.lock").exists()
+    monkeypatch.setattr(repro.io, "atomic_write", real)  # space freed
+    resumed = run(compose_config(overrides), run_dir=run_dir)
+    assert resumed["final_test_error"] == straight["final_test_error"]
+
+
+# ---------------------------------------------------------------- evaluation cadence
+def test_eval_every_evaluates_every_n_epochs_and_the_last(tmp_path, monkeypatch):
+    calls = []
+    original = Trainer.recalibrate_batchnorm
+    monkeypatch.setattr(Trainer, "recalibrate_batchnorm", lambda self: (calls.append(self.epoch), original(self)))
+    result = run(compose_config(tiny(tmp_path, "epochs=5", "eval_every=2", "data.val_size=10")),
+                 run_dir=tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if "test_error" in r] == [2, 4, 5]
+    assert [r["epoch"] for r in rows if "val_error" in r] == [2, 4, 5]
+    assert all("test_loss" not in r and "train_loss" in r for r in rows if r["epoch"] in (1, 3))
+    assert calls == [2, 4, 5]  # BN recalibration only where an evaluation follows
+    evaluated = [r for r in rows if "test_error" in r]
+    assert result["best_test_error"] == min(r["test_error"] for r in evaluated)
+    assert result["best_epoch"] in (2, 4, 5) and result["best_val_epoch"] in (2, 4, 5)
+    calls.clear()
+    run(compose_config(tiny(tmp_path, "epochs=3", "eval_every=2")), run_dir=tmp_path / "no-val")
+    assert calls == [3]  # without a validation split: before the final evaluation only
+
+
+def test_eval_every_at_its_default_leaves_every_existing_identity_unchanged(tmp_path):
+    from repro.train.identity import identity_hash, recorded_config
+
+    config = recorded_config(load_config(compose_config(tiny(tmp_path))))
+    before = {k: v for k, v in config.items() if k != "eval_every"}  # a config recorded before the key existed
+    assert config["eval_every"] == 1 and identity_hash(config) == identity_hash(before)
+    assert identity_hash({**config, "eval_every": 25}) != identity_hash(config)
+    with pytest.raises(ConfigError, match="eval_every=0 is not valid"):
+        load_config(compose_config(tiny(tmp_path, "eval_every=0")))

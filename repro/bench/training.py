@@ -1,7 +1,8 @@
 """Training steps of the experiment configs, composed as ``scripts/train.py`` composes them (model,
 width, batch size, optimiser, augmentation, autocast, layout, compile), timed on synthetic data.
-One step is the trainer's: augment, forward under autocast, float32 cross-entropy, backward,
-gradient clipping, optimiser step."""
+One step is the trainer's own (:func:`repro.train.step.train_step` after its augmentation): forward
+under autocast, float32 cross-entropy, backward through the GradScaler, gradient clipping, optimiser
+step, scheduler step."""
 from __future__ import annotations
 
 import math
@@ -10,12 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import models
 from gcnn.validation import check_choice, check_int
-from repro.device import device_name, forward_in_layout, resolve_flag, resolve_speed_flags, to_channels_last
+from repro.device import device_name, resolve_flag, resolve_speed_flags
 
 from .compile_check import dynamo_counts
 from .plain import build_plain_same_macs
@@ -67,6 +67,13 @@ def build_network(case: TrainCase, config: Any) -> tuple[nn.Module, float]:
     return model, m.width
 
 
+def optimizer_settings(optimizer: torch.optim.Optimizer) -> dict:
+    """The optimiser's keyword arguments as configured (``lr`` before the schedule scales it)."""
+    group = optimizer.param_groups[0]
+    return {k: group.get("initial_lr", v) if k == "lr" else v for k, v in group.items()
+            if k not in ("params", "initial_lr")}
+
+
 def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warmup: int = 3,
                  batch: int | None = None, warmup_batch: int | None = None,
                  compile_backend: str = "inductor") -> dict:
@@ -74,8 +81,8 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
     first compiles a compiled case). ``batch`` overrides the config's batch size; ``warmup_batch`` lets a
     slow CPU warm an eager case up on fewer images (a compiled one would compile again)."""
     from repro.train.config import build_option
-    from repro.train.optim import build_optimizer
     from repro.train.reproducible import determinism
+    from repro.train.step import build_train_step, prepare_model, train_step
 
     check_int("steps", steps, 1)
     check_int("warmup", warmup, 1)
@@ -89,28 +96,22 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
     params, macs = models.count_parameters(model), models.count_macs(model, shape)
     compiled, channels_last = resolve_speed_flags(config.compile, config.channels_last, device)
     amp_dtype = config.amp_dtype if resolve_flag(config.amp, device, "amp") else None
-    model = model.to(device).train()
-    if channels_last:                        # as the trainer: 4-D weights (the plain twin's) and the input batch
-        to_channels_last(model)
-    optimizer = build_optimizer(model.parameters(), config.optim)
+    # the trainer's preparation (channels_last weights, static-shape compile) and its optimiser, schedule, scaler
+    model, train_model, _ = prepare_model(model, device, channels_last=channels_last, compiled=compiled,
+                                          compile_backend=compile_backend)
+    run_step = build_train_step(config, model, train_model, device, amp_dtype=amp_dtype, channels_last=channels_last,
+                                steps_per_epoch=math.ceil(CIFAR_TRAIN_IMAGES / batch))
+    train_model.train()
+    optimizer = run_step.optimizer
     augment = build_option("augment", config.augment)
-    # as the trainer: static shapes, one graph per shape family
-    train_model = torch.compile(model, backend=compile_backend, dynamic=False) if compiled else model
     data_x = torch.randn(batch * (steps + warmup), *shape, device=device)   # every step on new images
     data_y = torch.randint(0, config.data.num_classes, (len(data_x),), device=device)
     generator = torch.Generator(device=device).manual_seed(0)
 
     def step(index: int, size: int) -> None:
-        """The trainer's step on ``size`` images: augment, autocast forward, float32 loss, backward, clip, update."""
+        """The trainer's augmentation and step on ``size`` images."""
         images = slice(index * batch, index * batch + size)
-        logits = forward_in_layout(train_model, augment(data_x[images], generator), amp_dtype, channels_last)
-        loss = F.cross_entropy(logits.float(), data_y[images], reduction="sum",
-                               label_smoothing=config.label_smoothing) / size
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        train_step(run_step, augment(data_x[images], generator), data_y[images], 1.0 / size)
 
     warm = batch if compiled or warmup_batch is None else min(batch, warmup_batch)
     with determinism(config.deterministic):   # the trainer's cudnn flags
@@ -133,7 +134,7 @@ def measure_case(case: TrainCase, device: torch.device, *, steps: int = 20, warm
         "width": width, "params": params, "macs_per_image": macs, "amp_dtype": amp_dtype,
         "channels_last": channels_last, "compile": compiled,
         "compile_backend": compile_backend if compiled else None, "optimizer": type(optimizer).__name__,
-        "optim": {k: v for k, v in optimizer.param_groups[0].items() if k != "params"},
+        "optim": optimizer_settings(optimizer),
         "batch": batch, "steps": steps, "warmup": warmup,
         "step_s": step_s, "step_samples_s": samples, "first_step_s": first_s,
         "compile_s": max(0.0, first_s - step_s) if compiled else None,

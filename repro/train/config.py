@@ -92,6 +92,7 @@ class TrainConfig:
     logger: dict = field(default_factory=lambda: {"name": "csv"})
     seed: int = 0
     epochs: int = 30
+    eval_every: int = 1          # evaluate every N epochs and at the last
     steps_per_epoch: int | None = None
     batch_size: int = 128
     eval_batch_size: int = 1000
@@ -203,7 +204,7 @@ def validate(config: TrainConfig) -> None:
         for key in ("amp", "channels_last", "compile", "progress"):
             check_choice(key, getattr(config, key), AUTO_FLAGS)
         check_choice("amp_dtype", config.amp_dtype, AMP_DTYPES)
-        for key in ("epochs", "batch_size", "eval_batch_size"):
+        for key in ("epochs", "eval_every", "batch_size", "eval_batch_size"):
             check_int(key, getattr(config, key), 1)
         for key in ("seed", "equivariance_images"):
             check_int(key, getattr(config, key), 0)

@@ -1,5 +1,6 @@
 """Run identity: every resolved config key that can change a run's numbers, as dotted keys
-(``optim.lr``, ``data.train_size``); only :data:`LOCATION_KEYS` are left out. The run folder's
+(``optim.lr``, ``data.train_size``); only :data:`LOCATION_KEYS` are left out, and the keys of
+:data:`NEW_KEY_DEFAULTS` at their default. The run folder's
 name ends with :func:`identity_hash`, resume checks it, and the report averages only runs whose
 identities differ in ``seed`` alone."""
 from __future__ import annotations
@@ -12,12 +13,16 @@ from typing import Any, Mapping
 
 from repro.data.cifar_format import cifar_layout
 
-__all__ = ["LOCATION_KEYS", "flatten", "identity_items", "identity_hash", "identity_diff", "folder_fingerprint"]
+__all__ = ["LOCATION_KEYS", "NEW_KEY_DEFAULTS", "flatten", "identity_items", "identity_hash", "identity_diff",
+           "folder_fingerprint"]
 
 # Keys (or whole sections) that never change a number: where the data lives and whether it is
 # fetched or checked, the device name, logging, progress display and the sweep's folder name.
 LOCATION_KEYS = ("data.root", "data.download", "data.verify_checksums", "device", "logger",
                  "progress", "sweep_name")
+# Keys added after runs were recorded, left out at the value every earlier run had, so that adding
+# a key changes no existing run's identity (a run with another value is another experiment).
+NEW_KEY_DEFAULTS = {"eval_every": 1}
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -34,7 +39,8 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def identity_items(config: Mapping[str, Any]) -> dict[str, Any]:
     """The dotted keys and values of ``config`` that define the experiment (sorted)."""
     return {k: v for k, v in sorted(flatten(config).items())
-            if not any(k == loc or k.startswith(loc + ".") for loc in LOCATION_KEYS)}
+            if not any(k == loc or k.startswith(loc + ".") for loc in LOCATION_KEYS)
+            and not (k in NEW_KEY_DEFAULTS and v == NEW_KEY_DEFAULTS[k])}
 
 
 def identity_hash(config: Mapping[str, Any], length: int = 8) -> str:

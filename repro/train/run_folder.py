@@ -1,27 +1,34 @@
 """A run's folder: the files the trainer writes there (each atomically, by rank 0) and how they
 are read back safely. ``config.json`` (the recorded config, written before the first epoch so that
 the report lists a run that dies early), ``metrics.jsonl`` (a line per epoch), ``checkpoint.pt``
-(+ ``checkpoint.prev.pt``) and, at the end, ``result.json``."""
+(+ ``checkpoint.prev.pt``) and, at the end, ``result.json`` (``status`` ``finished``, or ``diverged`` with
+where). While a process trains there it holds ``train.lock`` (:func:`run_lock`)."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
-from repro.io import save_torch
+from repro.io import save_torch, write_json
 
 from .config import ConfigError
 from .identity import identity_diff
+from .stops import RunLocked
 
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
+LOCK = "train.lock"
+DIVERGED = "diverged"
 
 
 def read_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -77,6 +84,63 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
         raise ConfigError(f"{unreadable[0]} and no earlier checkpoint is usable; delete {run_dir} to start the "
                           "run again")
     return None
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold ``run_dir/train.lock`` (``fcntl.flock``, exclusive) inside; it records ``host`` and ``pid``.
+    :class:`RunLocked` (one line: folder, holder, what to do) when a live process holds it. The kernel
+    releases a flock when its holder dies, so a lock left by a killed run never blocks. Where the file
+    system has no working locks (``flock`` fails, e.g. NFS without lock support) a one-line warning
+    says so and the run goes on unguarded. The file is removed on release."""
+    path = Path(run_dir) / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunLocked(f"run folder {str(path.parent)!r} is in use by {holder} (lock {LOCK}); wait for it "
+                            "to end, or stop that process and rerun the same command to resume") from None
+        except OSError as error:
+            print(f"warning: file locks do not work in {path.parent} ({error.strerror}); nothing stops a second "
+                  "launch of this run from training in the same folder", file=sys.stderr, flush=True)
+            break
+        try:  # a releasing holder may have removed the file we opened: lock the one at the path
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"host {socket.gethostname()} pid {os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
+
+
+def record_diverged(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Write ``result.json`` with ``status: "diverged"`` and ``record`` (``epoch``, ``step``, ``loss``,
+    ``reason``, the run's fields and config): the report lists the run as excluded, never in a mean."""
+    write_json(Path(run_dir) / RESULT, {**record, "status": DIVERGED})
+
+
+def read_status(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``{"status": ..., "reason": ...}`` from ``result.json`` (``finished``, or ``diverged`` with its
+    ``epoch``, ``step``, ``loss`` and a one-line ``reason``); None when there is none or it is unreadable."""
+    try:
+        result = json.loads((Path(run_dir) / RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or "status" not in result:
+        return None
+    keys = ("status", "reason", "epoch", "step", "loss") if result["status"] == DIVERGED else ("status",)
+    return {"reason": "", **{k: result[k] for k in keys if k in result}}
 
 
 def check_same_identity(run_dir: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:

@@ -1,11 +1,14 @@
 """The training loop shared by every model: :func:`setup` builds all run state as one
-:class:`RunState`, :meth:`Trainer.fit` is the loop; rank 0 writes the run folder
-(:mod:`repro.train.run_folder`)."""
+:class:`RunState`, :meth:`Trainer.fit` is the loop (one :func:`repro.train.step.train_step` per
+batch); rank 0 writes the run folder (:mod:`repro.train.run_folder`) and holds its lock. Early
+stops (Ctrl-C, SIGTERM, divergence, a full disk) are the exceptions of :mod:`repro.train.stops`."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 import models
-from repro.device import describe_machine, forward_in_layout, resolve_flag, resolve_speed_flags, to_channels_last
+from repro.device import describe_machine, forward_in_layout, resolve_flag, resolve_speed_flags
 from repro.io import write_json, write_text
 
 from . import distributed
@@ -26,14 +29,19 @@ from .config import ConfigError, TrainConfig, build_option, load_config, recorde
 from .distributed import DistContext
 from .identity import identity_hash
 from .measure import equivariance_group, measure_equivariance, robustness_errors
-from .optim import build_optimizer, build_scheduler
 from .reproducible import determinism, epoch_batches, global_batches, seed_everything, stream_seed
-from .run_folder import CONFIG, METRICS, RESULT, check_same_identity, load_checkpoint, read_result, save_checkpoint
+from .run_folder import (CONFIG, DIVERGED, METRICS, RESULT, check_same_identity, load_checkpoint, read_result,
+                         read_status, record_diverged, run_lock, save_checkpoint)
+from .step import TrainStep, build_train_step, prepare_model, train_step
+from .stops import NO_SPACE, Diverged, DiskFull, Interrupted, RunLocked, StopSignal, stop_on_signals
 
 __all__ = ["run", "setup", "RunState", "Trainer"]
 
 # checkpoint key -> the RunState attribute whose state_dict it holds
-STATEFUL = {"model": "module", "optimizer": "optimizer", "scheduler": "scheduler", "scaler": "scaler"}
+STATEFUL = {"model": "module", "optimizer": "step.optimizer", "scheduler": "step.scheduler", "scaler": "step.scaler"}
+# Training steps between checks that the loss is finite: one host sync per this many steps (and one
+# per epoch) instead of one per step, which would stall a GPU's queue; a diverged run wastes at most these.
+DIVERGENCE_CHECK_STEPS = 25
 
 
 def run(cfg: Any, run_dir: str | os.PathLike, *, multirun: bool = False) -> dict[str, Any]:
@@ -60,13 +68,8 @@ class RunState:
     val: tuple[torch.Tensor, torch.Tensor] | None
     augment: Callable[..., torch.Tensor]
     module: nn.Module            # the model itself: checkpoints, BN recalibration, measurements
-    train_model: nn.Module       # DDP and/or compiled wrapper used for training steps
     eval_model: nn.Module        # compiled (or not) wrapper used for evaluation
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    amp_dtype: str | None        # autocast dtype, None without amp
-    channels_last: bool
+    step: TrainStep              # the training wrapper (DDP and/or compiled), optimiser, schedule, grad scaler
     compiled: bool               # torch.compile with static shapes: full training batches, padded eval batches
     steps_per_epoch: int
     params: int
@@ -86,26 +89,18 @@ def setup(config: TrainConfig, ctx: DistContext) -> RunState:
     module = models.build_model(config.model.name, config.group.name, data.num_classes, in_channels=data.in_channels,
                                 width=config.model.width, **dict(config.model.overrides)).to(device)
     params, macs = models.count_parameters(module), models.count_macs(module, tuple(train[0].shape[1:]))
-    if channels_last:
-        to_channels_last(module)
-    train_model = eval_model = module
-    if ctx.distributed:  # batch norm over the global batch, gradients averaged by DDP
-        module = eval_model = distributed.convert_sync_batchnorm(module, device)
-        ids = [device.index] if device.type == "cuda" else None
-        train_model = nn.parallel.DistributedDataParallel(module, device_ids=ids)
-    if compiled:  # static shapes: one graph per shape family (see Trainer.evaluate)
-        train_model, eval_model = torch.compile(train_model, dynamic=False), torch.compile(module, dynamic=False)
-
+    # compiled: static shapes, one graph per shape family (see Trainer.evaluate)
+    module, train_model, eval_model = prepare_model(module, device, channels_last=channels_last, compiled=compiled,
+                                                    distributed=ctx.distributed)
     steps = len(epoch_batches(config.seed, 1, len(train[0]), config.batch_size, config.steps_per_epoch,
                               world_size=ctx.world_size, drop_last=compiled))
     if steps == 0:
         raise ConfigError(f"batch_size={config.batch_size} leaves no training batch for "
                           f"{len(train[0])} images on {ctx.world_size} process(es)")
-    optimizer = build_optimizer(module.parameters(), config.optim)
-    scheduler = build_scheduler(optimizer, config.schedule, steps, config.epochs)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == "float16" and device.type == "cuda")
-    return RunState(data, train, test, val, build_option("augment", config.augment), module, train_model, eval_model,
-                    optimizer, scheduler, scaler, amp_dtype, channels_last, compiled, steps, params, macs)
+    step = build_train_step(config, module, train_model, device, steps_per_epoch=steps, amp_dtype=amp_dtype,
+                            channels_last=channels_last)
+    return RunState(data, train, test, val, build_option("augment", config.augment), module, eval_model, step,
+                    compiled, steps, params, macs)
 
 
 # ---------------------------------------------------------------- the loop
@@ -120,17 +115,54 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.start_time = time.time()  # minus the wall time of earlier sessions once restored
         self.state: RunState | None = None
+        self.epoch = 1  # the epoch in progress (named when a run is interrupted)
 
     def fit(self) -> dict[str, Any]:
-        """Train (or resume) to ``epochs``, then write and return ``result.json``."""
+        """Train (or resume) to ``epochs``, then write and return ``result.json``. While it trains, the
+        run folder is locked (:func:`run_lock`). Raises :class:`Interrupted` on Ctrl-C or SIGTERM,
+        :class:`Diverged` at the first non-finite training loss, :class:`DiskFull` when a run file cannot
+        be written for lack of space; each leaves the last finished epoch's checkpoint intact."""
+        with self.lock():
+            try:
+                with stop_on_signals():
+                    return self.train_to_the_end()
+            except (KeyboardInterrupt, StopSignal) as stop:
+                raise Interrupted(self.epoch, getattr(stop, "signum", signal.SIGINT)) from None
+            except OSError as error:
+                if error.errno not in NO_SPACE:
+                    raise
+                raise DiskFull(f"no space left writing {error.filename} ({error.strerror}); the run folder's "
+                               "earlier files are intact: free space (or quota) and rerun the same command to "
+                               "resume") from None
+
+    @contextlib.contextmanager
+    def lock(self) -> Any:
+        """Rank 0 holds the run folder's lock (:func:`run_lock`); every rank raises if it cannot."""
+        with contextlib.ExitStack() as stack:
+            refused = None
+            if self.ctx.is_main:
+                try:
+                    stack.enter_context(run_lock(self.run_dir))
+                except RunLocked as error:
+                    refused = error
+            if self.ctx.distributed and self.ctx.all_reduce_sum(torch.tensor(
+                    [float(refused is not None)], device=self.device)).item() and refused is None:
+                refused = RunLocked(f"run folder {str(self.run_dir)!r} is in use (rank 0 found it locked)")
+            if refused is not None:
+                raise refused
+            yield
+
+    def train_to_the_end(self) -> dict[str, Any]:
         finished = read_result(self.run_dir)
         if finished is not None:
             check_same_identity(self.run_dir, finished.get("config", {}), self.config_dict)
             self.say(f"already finished: {self.run_dir} (final test error {finished['final_test_error']:.2f}%)")
             return finished
+        self.refuse_a_diverged_run()
         checkpoint = load_checkpoint(self.run_dir)
         if checkpoint is not None:  # refuse a different experiment before any work
             check_same_identity(self.run_dir, checkpoint["config"], self.config_dict)
+            self.epoch = int(checkpoint["epoch"]) + 1
         seed_everything(self.config.seed)
         self.state = setup(self.config, self.ctx)
         done = self.restore(checkpoint) if checkpoint is not None else 0
@@ -140,6 +172,7 @@ class Trainer:
         logger = self.make_logger()
         try:
             for epoch in range(done + 1, self.config.epochs + 1):
+                self.epoch = epoch
                 self.history.append(self.run_epoch(epoch))
                 if self.ctx.is_main:
                     save_checkpoint(self.run_dir, self.checkpoint(epoch))
@@ -159,17 +192,32 @@ class Trainer:
                  f" -> {self.run_dir / RESULT}")
         return result
 
+    def refuse_a_diverged_run(self) -> None:
+        """A run folder that recorded a divergence is not retrained: the same command would diverge again."""
+        status = read_status(self.run_dir)
+        if status is not None and status["status"] == DIVERGED:
+            check_same_identity(self.run_dir, json.loads((self.run_dir / RESULT).read_text()).get("config", {}),
+                                self.config_dict)
+            raise Diverged(f"{status['reason']}; not retrained: change optim.lr or grad_clip (a new run folder), "
+                           f"or delete {self.run_dir} to try again")
+
+    def evaluates(self, epoch: int) -> bool:
+        """Whether ``epoch`` ends with an evaluation: every ``eval_every`` epochs and the last."""
+        return epoch % self.config.eval_every == 0 or epoch == self.config.epochs
+
     def run_epoch(self, epoch: int) -> dict[str, Any]:
-        """Train one epoch, then evaluate: one row of ``metrics.jsonl``."""
+        """Train one epoch, then evaluate if :meth:`evaluates`: one row of ``metrics.jsonl`` (without
+        the test and val keys on an epoch that is not evaluated)."""
         start = time.time()
-        lr = self.state.optimizer.param_groups[0]["lr"]
+        lr = self.state.step.optimizer.param_groups[0]["lr"]
         train = self.train_epoch(epoch)
-        if self.config.bn_recalibration and (epoch == self.config.epochs or self.state.val is not None):
-            self.recalibrate_batchnorm()  # only where it changes a reported or selecting number
         row: dict[str, Any] = {"epoch": epoch, "train_loss": train["loss"], "train_error": train["error"]}
-        row["test_loss"], row["test_error"] = self.evaluate(*self.state.test)
-        if self.state.val is not None:
-            row["val_loss"], row["val_error"] = self.evaluate(*self.state.val)
+        if self.evaluates(epoch):
+            if self.config.bn_recalibration and (epoch == self.config.epochs or self.state.val is not None):
+                self.recalibrate_batchnorm()  # only where it changes a reported or selecting number
+            row["test_loss"], row["test_error"] = self.evaluate(*self.state.test)
+            if self.state.val is not None:
+                row["val_loss"], row["val_error"] = self.evaluate(*self.state.val)
         row.update(lr=lr, epoch_time_s=time.time() - start,
                    images_per_s=train["images"] / max(train["seconds"], 1e-9))
         return row
@@ -181,30 +229,48 @@ class Trainer:
         augment_gen = torch.Generator(device=self.device).manual_seed(stream_seed(cfg.seed, epoch, 2))
         batches = epoch_batches(cfg.seed, epoch, len(state.train[0]), cfg.batch_size, cfg.steps_per_epoch,
                                 world_size=ctx.world_size, drop_last=state.compiled)
-        state.train_model.train()
+        state.step.model.train()
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, errors
+        losses = torch.zeros(len(batches), dtype=torch.float32, device=self.device)  # per step, for the check
         count, start = 0, time.time()
-        for index in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, file=sys.stderr, unit="batch",
-                          disable=not self.progress):
+        for i, index in enumerate(tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, file=sys.stderr,
+                                       unit="batch", disable=not self.progress)):
             index = index.to(self.device)
             x = state.augment(state.train[0][index], augment_gen)  # the global batch, same on every rank
             x, y = ctx.rank_slice(x), ctx.rank_slice(state.train[1][index])
-            logits = self.forward(state.train_model, x)
-            loss_sum = F.cross_entropy(logits.float(), y, reduction="sum", label_smoothing=cfg.label_smoothing)
-            loss = loss_sum * (ctx.world_size / index.numel())  # the GLOBAL batch mean once DDP averages
-            state.optimizer.zero_grad(set_to_none=True)
-            state.scaler.scale(loss).backward()
-            if cfg.grad_clip is not None:
-                state.scaler.unscale_(state.optimizer)
-                nn.utils.clip_grad_norm_(state.module.parameters(), cfg.grad_clip)
-            state.scaler.step(state.optimizer)
-            state.scaler.update()
-            state.scheduler.step()
-            totals += torch.stack([loss_sum.detach().double(), (logits.detach().argmax(1) != y).sum().double()])
+            # ws / n: the GLOBAL batch mean once DDP averages
+            loss_sum, logits = train_step(state.step, x, y, ctx.world_size / index.numel())
+            losses[i] = loss_sum
+            totals += torch.stack([loss_sum.double(), (logits.argmax(1) != y).sum().double()])
             count += y.shape[0]
+            if (i + 1) % DIVERGENCE_CHECK_STEPS == 0:
+                self.check_finite(losses, i + 1, epoch)
+        self.check_finite(losses, len(batches), epoch)
         loss_total, wrong_total, count = self.reduce_totals(totals, count)  # one sync per epoch
         return {"loss": loss_total / count, "error": 100.0 * wrong_total / count, "images": count,
                 "seconds": time.time() - start}
+
+    def check_finite(self, losses: torch.Tensor, done: int, epoch: int) -> None:
+        """Stop with :class:`Diverged` (recorded in ``result.json``) at the first non-finite loss of
+        ``losses[:done]`` (this epoch's steps so far, on any rank). The unscaled float32 loss is checked: a float16
+        step that the GradScaler skips for inf gradients while the loss is finite does not count."""
+        bad = self.ctx.all_reduce_sum((~torch.isfinite(losses[:done])).float())
+        if not bad.any():  # the host sync
+            return
+        step = int(bad.nonzero()[0, 0])
+        loss = float(losses[step])
+        loss = loss if not math.isfinite(loss) else "non-finite on another rank"
+        reason = f"diverged at epoch {epoch}, step {step + 1} of {len(losses)}: training loss {loss}"
+        if self.ctx.is_main:
+            c = self.config
+            record_diverged(self.run_dir, {
+                "epoch": epoch, "step": step + 1, "global_step": (epoch - 1) * self.state.steps_per_epoch + step + 1,
+                "loss": str(loss), "reason": reason, "model": c.model.name, "group": c.group.name,
+                "augment": c.augment["name"], "data": c.data.name, "train_size": c.data.train_size,
+                "seed": c.seed, "epochs": c.epochs, "identity": identity_hash(self.config_dict),
+                "config": self.config_dict, "wall_time_s": time.time() - self.start_time})
+        raise Diverged(f"{reason}; lower optim.lr or set grad_clip (e.g. grad_clip=1.0) in a new run; "
+                       f"recorded in {self.run_dir / RESULT}")
 
     @torch.no_grad()
     def evaluate(self, x_all: torch.Tensor, y_all: torch.Tensor,
@@ -258,7 +324,7 @@ class Trainer:
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``model(x)`` in the run's precision and memory layout."""
-        return forward_in_layout(model, x, self.state.amp_dtype, self.state.channels_last)
+        return forward_in_layout(model, x, self.state.step.amp_dtype, self.state.step.channels_last)
 
     def reduce_totals(self, totals: torch.Tensor, count: int) -> list[float]:
         """``[loss sum, errors, images]`` summed over the ranks: the host's image count joins the
@@ -274,21 +340,28 @@ class Trainer:
 
     def summary_line(self, row: dict[str, Any]) -> str:
         val = f"  val err {row['val_error']:.2f}%" if "val_error" in row else ""
+        test = f"  test loss {row['test_loss']:.4f} err {row['test_error']:.2f}%" if "test_error" in row else ""
         return (f"epoch {row['epoch']}/{self.config.epochs}  train loss {row['train_loss']:.4f} "
-                f"err {row['train_error']:.2f}%  test loss {row['test_loss']:.4f} "
-                f"err {row['test_error']:.2f}%{val}  lr {row['lr']:.1e}  {row['epoch_time_s']:.1f}s  "
+                f"err {row['train_error']:.2f}%{test}{val}  lr {row['lr']:.1e}  {row['epoch_time_s']:.1f}s  "
                 f"{row['images_per_s']:.0f} img/s")
 
     # ---------------------------------------------------------------- the record
     def checkpoint(self, epoch: int) -> dict[str, Any]:
-        return {"epoch": epoch, **{key: getattr(self.state, name).state_dict() for key, name in STATEFUL.items()},
+        return {"epoch": epoch, **{key: self.stateful(name).state_dict() for key, name in STATEFUL.items()},
                 "history": self.history, "config": self.config_dict,
                 "wall_time_s": time.time() - self.start_time}
+
+    def stateful(self, name: str) -> Any:
+        """The run-state object at the dotted attribute ``name`` of :data:`STATEFUL`."""
+        obj = self.state
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj
 
     def restore(self, checkpoint: dict[str, Any]) -> int:
         """Load a checkpoint into the run state; return the number of finished epochs."""
         for key, name in STATEFUL.items():
-            getattr(self.state, name).load_state_dict(checkpoint[key])
+            self.stateful(name).load_state_dict(checkpoint[key])
         self.history = list(checkpoint["history"])
         self.start_time -= float(checkpoint["wall_time_s"])
         if self.ctx.is_main:  # drop lines of an epoch that was killed after the checkpoint
@@ -310,7 +383,8 @@ class Trainer:
 
     def result(self) -> dict[str, Any]:
         c, state, last = self.config, self.state, self.history[-1]
-        best = min(self.history, key=lambda row: (row["test_error"], row["epoch"]))
+        evaluated = [row for row in self.history if "test_error" in row]  # the last epoch always is
+        best = min(evaluated, key=lambda row: (row["test_error"], row["epoch"]))
         measured = equivariance_group(c.group.name)
         images = state.test[0][: c.equivariance_images]
         main = self.ctx.is_main
@@ -333,7 +407,8 @@ class Trainer:
             result["robustness"] = robustness_errors(lambda t: self.evaluate(*state.test, transform=t)[1],
                                                      rotations=c.data.name == "digits_rot")
         if "val_error" in last:
-            best_val = min(self.history, key=lambda row: (row["val_error"], row["epoch"]))
+            best_val = min((row for row in evaluated if "val_error" in row), key=lambda row: (row["val_error"],
+                                                                                            row["epoch"]))
             result.update(final_val_error=last["val_error"], best_val_error=best_val["val_error"],
                           best_val_epoch=best_val["epoch"], test_error_at_best_val=best_val["test_error"])
         return result
