@@ -456,7 +456,8 @@ def test_eval_every_evaluates_every_n_epochs_and_the_last(tmp_path, monkeypatch)
 
 
 def test_eval_every_at_its_default_leaves_every_existing_identity_unchanged(tmp_path):
-    from repro.train.identity import identity_hash, recorded_config
+    from repro.train.config import recorded_config
+    from repro.train.identity import identity_hash
 
     config = recorded_config(load_config(compose_config(tiny(tmp_path))))
     before = {k: v for k, v in config.items() if k != "eval_every"}  # a config recorded before the key existed
