@@ -14,12 +14,9 @@ import argparse
 import shlex
 import sys
 from dataclasses import replace
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from repro.bench.gpu import PARTS, CheckOptions, run_check  # noqa: E402
-from repro.bench.report import print_targets  # noqa: E402
+from repro.bench.gpu import PARTS, CheckOptions, run_check
+from repro.bench.report import print_targets
 
 
 def main(argv: list[str] | None = None) -> int:

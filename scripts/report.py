@@ -12,12 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from repro.report import DEFAULT_REFERENCE, RunFileWarning, build_report  # noqa: E402
-from repro.report.dashboard import log_report, wandb_group, wandb_project  # noqa: E402
+from repro.report import DEFAULT_REFERENCE, RunFileWarning, build_report
+from repro.report.dashboard import log_report, wandb_group, wandb_project
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from repro.device import REPO_ROOT, device_slug, resolve_device, resolve_flag
-from repro.train.config import PAPER_TABLE
+from repro.sweeps import PAPER_TABLE, SWEEPS
 
 from .compile_check import dynamo_counts
 from .report import PLAIN_SPEED_LIMIT, Measured, Target, new_results, worst, write_report
@@ -25,7 +25,8 @@ from .training import TrainCase, add_speed_vs_plain, experiment_cases, load_case
 
 PARTS = ("tests", "runs", "bench")  # in this order: the slow compiled cases come last
 EXPERIMENTS = tuple(PAPER_TABLE)
-REPRODUCE_TABLE_RUNS_PER_GROUP = 2 * 3  # `make reproduce-table`: 2 augmentations (none, crop_flip) x 3 seeds
+# `make reproduce-table`: each group trains once per augmentation and seed of the table sweep
+REPRODUCE_TABLE_RUNS_PER_GROUP = len(SWEEPS["table"].augments) * len(SWEEPS["table"].seeds)
 TIME_LIMIT_S = 480.0
 TESTS_TIMEOUT_S = 240.0
 TINY = ("model.width=0.125",)
