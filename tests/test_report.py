@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib.image
 import pandas as pd
 import pytest
-from conftest import load_script
+from conftest import run_script
 
 from repro.report import RunFileWarning, build_report, collect_runs, load_reference, recipe
 from repro.report.plots import (GROUP_COLORS, _size_positions, convergence_figure, data_efficiency_figure,
@@ -217,6 +217,34 @@ def test_result_without_required_keys_is_corrupt(tmp_path, key):
     assert runs.runs.empty and runs.excluded["status"].tolist() == ["corrupt"]
 
 
+def test_a_diverged_run_is_excluded_with_where_it_diverged(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path / f"ok-{seed}", seed=seed, final=10.0 + seed)
+    diverged = write_run(tmp_path / "nan", seed=2, epochs_done=2)  # what the trainer leaves: status and where
+    (diverged / "result.json").write_text(json.dumps({"status": "diverged", "epoch": 3, "step": 17,
+                                                      **{k: v for k, v in make_config(seed=2).items()
+                                                         if k in ("seed", "epochs")}}))
+    report = build_report([tmp_path], tmp_path / "out")
+    excluded = report.collection.excluded
+    assert excluded["status"].tolist() == ["diverged"]
+    assert excluded["reason"].iloc[0] == "diverged at epoch 3 step 17 (non-finite training loss)"
+    assert report.summary["n"].tolist() == [2] and report.summary["test_error_mean"].tolist() == [10.5]
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| nan | diverged | ?/?/?/? | ? | 2 | diverged at epoch 3 step 17 (non-finite training loss) |" in table
+
+
+def test_epochs_without_an_evaluation_stay_out_of_the_curves(tmp_path):
+    run = write_run(tmp_path / "r", epochs=4)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for row in rows[::2]:  # eval_every=2: epochs 1 and 3 have no test_loss / test_error
+        del row["test_loss"], row["test_error"]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    report = build_report([tmp_path], tmp_path / "out")
+    assert report.collection.curves["epoch"].tolist() == [2, 4]
+    assert report.collection.curves["test_error"].notna().all()
+    assert report.summary["test_error_mean"].tolist() == [10.0]
+
+
 def _png_is_drawn(path: Path) -> bool:
     pixels = matplotlib.image.imread(path)
     return path.stat().st_size > 10_000 and pixels.std() > 0.05
@@ -318,11 +346,10 @@ def test_cli_exits_2_with_a_clear_message_when_no_runs_are_found(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_builds_from_several_paths_and_prints_warnings(sweep, tmp_path, capsys):
-    code = load_script("report").main([str(sweep / "multirun"), str(sweep / "single"),
-                                        "--out", str(tmp_path / "out")])
-    out, err = capsys.readouterr()
-    assert code == 0 and "7 finished run(s) averaged, 5 excluded" in out
+def test_cli_builds_from_several_paths_and_prints_warnings(sweep, tmp_path):
+    done = run_script("report", str(sweep / "multirun"), str(sweep / "single"), "--out", str(tmp_path / "out"))
+    out, err = done.stdout, done.stderr
+    assert done.returncode == 0 and "7 finished run(s) averaged, 5 excluded" in out
     assert "warning:" in err and "corrupt" in err
     assert (tmp_path / "out" / "table.md").exists()
 
@@ -565,13 +592,13 @@ def test_cifar_robustness_has_only_the_p4m_panel(tmp_path):
 
 # --- wandb ------------------------------------------------------------------------------------
 
-def test_wandb_logs_the_report_offline(tmp_path, wandb_offline, capsys):
+def test_wandb_logs_the_report_offline(tmp_path, wandb_offline):
     for seed in (0, 1):
         write_run(tmp_path / "runs" / f"z2-{seed}", model="rotmnist", data="digits_rot", seed=seed,
                   final=10.0 + seed, overrides={"sweep_name": "my_sweep", "logger.project": "my_project"},
                   robustness=_robustness(10.0, flat=False, rotations=True))
-    assert load_script("report").main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--wandb"]) == 0
-    assert "wandb (offline): project my_project, group my_sweep" in capsys.readouterr().out
+    done = run_script("report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--wandb")
+    assert done.returncode == 0 and "wandb (offline): project my_project, group my_sweep" in done.stdout
     offline = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
     assert len(offline) == 1
     records = b"".join(path.read_bytes() for path in offline[0].glob("*.wandb"))
@@ -581,12 +608,12 @@ def test_wandb_logs_the_report_offline(tmp_path, wandb_offline, capsys):
     assert list(offline[0].rglob("*.png")) and list(offline[0].rglob("*table*.json"))
 
 
-def test_wandb_group_must_be_named_when_sweeps_disagree(tmp_path, capsys):
+def test_wandb_group_must_be_named_when_sweeps_disagree(tmp_path):
     write_run(tmp_path / "a", overrides={"sweep_name": "one"})
     write_run(tmp_path / "b", seed=1, overrides={"sweep_name": "two"})
-    assert load_script("report").main([str(tmp_path), "--out", str(tmp_path / "out"), "--wandb"]) == 2
-    assert "error: the runs name 2 sweeps (one, two); give the wandb group with --wandb-group" in \
-        capsys.readouterr().err
+    done = run_script("report", str(tmp_path), "--out", str(tmp_path / "out"), "--wandb")
+    assert done.returncode == 2
+    assert "error: the runs name 2 sweeps (one, two); give the wandb group with --wandb-group" in done.stderr
 
 
 def test_cells_that_would_share_a_row_are_told_apart(tmp_path):

@@ -113,9 +113,10 @@ def summarize(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.D
 
 
 def _error_at(curve: pd.DataFrame, fraction: float) -> float:
-    """Test error at the last logged epoch <= ``fraction`` of the run's length."""
+    """Test error at the last evaluated epoch <= ``fraction`` of the run's length (NaN: none evaluated by then)."""
     cutoff = max(1, round(int(curve["epoch"].max()) * fraction))
-    return float(curve[curve["epoch"] <= cutoff]["test_error"].iloc[-1])
+    evaluated = curve[curve["epoch"] <= cutoff]["test_error"]
+    return float(evaluated.iloc[-1]) if len(evaluated) else math.nan
 
 
 def convergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
