@@ -648,3 +648,46 @@ def test_csv_run_paths_name_no_machine_folder_inside_the_working_folder(sweep, t
         assert len(paths) and not any(str(tmp_path) in p for p in paths), name
     assert "single/z2-cf-0" in set(pd.read_csv(tmp_path / "out" / "runs.csv")["path"])
     assert "multirun/2026-01-01/12-00-00/crashed" in set(pd.read_csv(tmp_path / "out" / "excluded.csv")["path"])
+
+
+def write_table(folder: Path, cells: list[tuple[str, str, float, str]]) -> Path:
+    """A report's table.csv with the cells ``(group, train_size, mean, std)`` of the rotmnist demo ("" = full / n=1)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["model,data_label,augment,group,train_size,budget,variant,n,test_error_mean,test_error_std"]
+    lines += [f"rotmnist,digits_rot,none,{group},{size},20 epochs x 8 steps,,2,{mean},{std}"
+              for group, size, mean, std in cells]
+    (folder / "table.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_the_demo_is_compared_with_the_record_within_seed_noise(tmp_path):
+    from repro.report.record import compare_cells, comparison_text, read_cells
+    record = write_table(tmp_path / "record", [("z2", "100", 60.0, "1.0"), ("p4", "100", 40.0, "3.0"),
+                                               ("p4", "", 20.0, "0.5"), ("p4m", "300", 30.0, "")])
+    ours = write_table(tmp_path / "ours", [("z2", "100", 62.5, "1.0"), ("p4", "100", 44.0, "4.0"),
+                                           ("p4", "", 20.1, "0.5"), ("p4m", "300", 30.0, "1.0"),
+                                           ("z2", "50", 70.0, "1.0")])   # not in the record: left out
+    rows = compare_cells(read_cells(ours), read_cells(record))
+    # bound = 2 x sqrt((s1^2 + s2^2) / 2): z2 2.00 < 2.5 apart; p4 2 x sqrt(12.5) = 7.07 >= 4; full 1.00 >= 0.1
+    assert [(r.key[3], r.key[4], r.within) for r in rows] == [("z2", "100", False), ("p4", "100", True),
+                                                             ("p4", "", True), ("p4m", "300", None)]
+    assert rows[1].bound == pytest.approx(2 * (12.5 ** 0.5))
+    text = comparison_text(rows, "results/demo")
+    assert text.startswith("Beside the committed record results/demo (within seed noise: |difference| <= 2 x")
+    assert "| rotmnist | z2 | 100 | 62.50 | 60.00 | +2.50 | 2.00 | NO |" in text
+    assert "| rotmnist | p4 | full | 20.10 | 20.00 | +0.10 | 1.00 | yes |" in text
+    assert "| rotmnist | p4m | 300 | 30.00 | 30.00 | +0.00 | – | unknown (one seed) |" in text
+    assert text.endswith("2 of 4 cells within seed noise.\n")
+    assert "no cell in common" in comparison_text(compare_cells(read_cells(ours), {}), "results/demo")
+    with pytest.raises(ValueError, match="table.csv does not exist"):
+        read_cells(tmp_path / "nowhere")
+
+
+def test_the_report_cli_prints_the_comparison(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path / "runs" / f"z2-{seed}", seed=seed, final=10.0 + seed)
+    build_report([tmp_path / "runs"], tmp_path / "record")
+    done = run_script("report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+                      "--compare-to", str(tmp_path / "record"))
+    assert done.returncode == 0, done.stderr
+    assert "| allcnnc | z2 | full | 10.50 | 10.50 | +0.00 | 1.41 | yes |" in done.stdout
