@@ -10,6 +10,9 @@ from typing import Any, NamedTuple, Sequence
 
 import pandas as pd
 
+import models
+from gcnn import GROUP_NAMES
+from repro.data.augment import AUGMENT_NAMES
 from repro.train.measure import P4M_ELEMENT_NAMES
 
 from .recipe import paper_match
@@ -20,10 +23,8 @@ REFERENCE_COLUMNS = ("network", "group", "dataset", "augment", "test_error", "pa
 # Display fields of a cell (all runs of one recipe, i.e. one identity up to the seed).
 CELL_FIELDS = ("data", "data_label", "data_format", "augment", "train_size", "model", "group", "epochs",
                "budget", "variant", "recipe")
-GROUP_ORDER = ("z2", "p4", "p4m")
-AUGMENT_ORDER = ("none", "crop_flip", "rot_flip")
-PREFERRED_ORDER = {"model": ("allcnnc", "resnet44", "resnet26", "rotmnist"), "augment": AUGMENT_ORDER,
-                   "group": GROUP_ORDER}
+# Rows and columns in the registries' order: groups, augmentations, then the model registry's networks.
+PREFERRED_ORDER = {"model": tuple(models.list_models()), "augment": AUGMENT_NAMES, "group": GROUP_NAMES}
 SUMMARY_COLUMNS = [*CELL_FIELDS, "n", "seeds", "n_train", "test_error_mean", "test_error_std",
                    "test_error_min", "test_error_max", "paper_test_error", "diff_vs_paper",
                    "paper_recipe_diff", "paper_recipe_keys", "params", "paper_params",
@@ -133,7 +134,7 @@ def convergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
     for panel, panel_curves in group_rows(mean, PANEL_FIELDS).items():
         by_group = group_rows(panel_curves, ("group",))
         z2_final = by_group[("z2",)]["test_error"].iloc[-1] if ("z2",) in by_group else None
-        for (group,), curve in sorted(by_group.items(), key=lambda item: rank(item[0][0], GROUP_ORDER)):
+        for (group,), curve in sorted(by_group.items(), key=lambda item: rank(item[0][0], GROUP_NAMES)):
             reached = None
             if z2_final is not None:
                 below = curve[curve["test_error"] <= z2_final + 1e-12]
