@@ -23,7 +23,7 @@ from repro.train.run_folder import (CHECKPOINT, CONFIG, DIVERGED, FINISHED, METR
                                     load_result)
 
 from .recipe import label_cells
-from .values import as_object, rank
+from .values import rank, records_frame
 
 # Display fields of every run (excluded ones too); which runs are the same experiment is decided
 # by their identity (repro.report.recipe), not by these.
@@ -158,9 +158,7 @@ def collect_runs(paths: Iterable[str | os.PathLike]) -> RunCollection:
         evaluated = metrics[metrics["test_error"].notna()]  # epochs without an evaluation have no test error
         if record["status"] == FINISHED and len(evaluated):
             curves.append(evaluated.assign(path=record["path"]))
-    table = pd.DataFrame(records, columns=RUN_COLUMNS)
-    for column in ("train_size", "seed", "epochs"):
-        table[column] = as_object(table[column])
+    table = records_frame(records, RUN_COLUMNS, ("train_size", "seed", "epochs"))
     kept, duplicates = _split_duplicates(table[table["status"] == FINISHED])
     excluded = pd.concat([table[table["status"] != FINISHED], duplicates], ignore_index=True)
     kept = label_cells(kept.sort_values(["data", "model", "group", "augment", "seed", "path"],
