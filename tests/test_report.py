@@ -21,6 +21,7 @@ from repro.report.plots import (GROUP_COLORS, _size_positions, convergence_figur
                                 robustness_figure)
 from repro.report.recipe import short_difference
 from repro.report.render import column_label, format_error
+from repro.report.values import records_frame
 from repro.report.table import (P4M_ELEMENTS, Crossing, convergence_summary, crossing_size, data_efficiency,
                                 robustness_runs, robustness_summary, summarize)
 from repro.train.identity import identity_hash, identity_items
@@ -635,8 +636,10 @@ def test_robustness_sizes_stay_whole_numbers_beside_full_set_runs():
     from repro.report.table import CELL_FIELDS
 
     base = {field: None for field in CELL_FIELDS} | {"path": "r", "seed": 0, "robustness": {"p4m": {"e": 10.0}}}
-    runs = pd.DataFrame([base | {"train_size": 100.0}, base | {"train_size": None, "path": "s"}])
+    rows = [base | {"train_size": 100}, base | {"train_size": None, "path": "s"}]
+    runs = records_frame(rows, list(rows[0]), ("train_size",))  # as collect_runs builds the runs table
     assert list(robustness_runs(runs)["train_size"]) == [100, None]
+    assert list(pd.DataFrame(rows)["train_size"].fillna(-1)) == [100.0, -1.0]  # what pandas alone would give
 
 
 def test_csv_run_paths_name_no_machine_folder_inside_the_working_folder(sweep, tmp_path, monkeypatch):
