@@ -154,7 +154,7 @@ class SweepPlan:
         from repro.data.cifar_format import CIFAR_FORMATS
         from repro.train import config_groups
         self.experiments = {arch: self.experiments.get(arch, f"paper_{arch}") for arch in self.networks}
-        check_choice("data", self.data, [name for name in DATASET_NAMES])
+        check_choice("data", self.data, list(DATASET_NAMES))
         check_choice("format", self.data_format, CIFAR_FORMATS)
         known = config_groups()["augment"]
         for augment in self.augments:
@@ -258,6 +258,14 @@ def parse_train_sizes(text: str) -> tuple[int | None, ...]:
     return tuple(None if item in ("full", "null") else int(item) for item in _items(text))
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``0,1,2`` -> ``(0, 1, 2)``."""
+    for item in _items(text):
+        if not item.isdigit():
+            raise ValueError(f"seed {item!r} is not valid; expected a comma list of non-negative integers")
+    return tuple(int(item) for item in _items(text))
+
+
 def parse_epochs(text: str | None, networks: Sequence[str]) -> dict[str, int]:
     """``"3"`` -> every network 3; ``"allcnnc=3,..."`` -> the networks named; ``None`` -> none."""
     if not text:
@@ -307,8 +315,8 @@ def make_plan(sweep: Sweep, values: UserValues = UserValues()) -> SweepPlan:
         data=data, data_format=values.data_format or "cifar10", networks={a: by_arch[a][1] for a in archs},
         experiments={arch: by_arch[arch][0] for arch in archs},
         augments=tuple(augments) if augments else (str(first.augment.name),), sweep_augments=augments is not None,
-        pass_data=sweep.data is not None or values.data is not None, seeds=tuple(int(s) for s in _items(
-            values.seeds or ",".join(map(str, sweep.seeds)))),
+        pass_data=sweep.data is not None or values.data is not None,
+        seeds=parse_seeds(values.seeds) if values.seeds else sweep.seeds,
         epochs={arch: epochs[arch] if arch in epochs else int(recipe(by_arch[arch][0]).epochs) for arch in archs},
         epochs_passed=tuple(epochs), train_sizes=sizes, equal_steps=sweep.equal_steps,
         launcher=values.launcher or sweep.launcher, overrides=tuple(values.overrides))

@@ -58,6 +58,9 @@ def test_plan_rejects_bad_values():
     with pytest.raises(ValueError, match="train size 60000 is not valid; expected 1..50000 or full"):
         sweeps.SweepPlan(epochs={"allcnnc": 1, "resnet44": 1}, train_sizes=(60_000,))
     assert sweeps.parse_train_sizes("1000, 5000,full,null") == (1000, 5000, None, None)
+    assert sweeps.parse_seeds("0, 1") == (0, 1)
+    with pytest.raises(ValueError, match="seed 'a' is not valid"):
+        sweeps.parse_seeds("0,a")
     with pytest.raises(ValueError, match="'1k'"):
         sweeps.parse_train_sizes("1k")
 
