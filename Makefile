@@ -68,7 +68,7 @@ test: install  ## the default test suite (slow tests excluded)
 test-slow: install  ## only the tests marked slow
 	$(PY) -m pytest -q -m slow
 
-demo: install  ## CPU demo: z2/p4/p4m x training-set sizes on rotated digits, beside results/demo/ (RECORD=1 rewrites it)
+demo: install  ## CPU demo: z2/p4/p4m x sizes on rotated digits, printed beside results/demo/ (RECORD=1 rewrites it)
 	$(SWEEP) demo $(call opt,--train-sizes,$(DEMO_SIZES)) $(call opt,--seeds,$(DEMO_SEEDS)) \
 		$(call opt,--epochs,$(DEMO_EPOCHS)) $(call opt,--steps-per-epoch,$(DEMO_STEPS)) $(call opt,--dir,$(DEMO_DIR)) \
 		$(call opt,--out,$(DEMO_OUT)) $(if $(RECORD),--record) --report-args="$(REPORT_ARGS)" $(ARGS)
