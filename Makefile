@@ -8,26 +8,36 @@ comma  := ,
 # Extra overrides for every training command of a target, e.g. ARGS="data.verify_checksums=false"
 ARGS ?=
 
-# make demo: the embedded default (rotated digits, CPU, minutes). Every run gets the same
-# optimiser-step budget: DEMO_EPOCHS epochs of DEMO_STEPS steps (8 = one pass over all 1000 digits): 160 steps.
-DEMO_SIZES  ?= 100,300,null
-DEMO_SEEDS  ?= 0,1
-DEMO_EPOCHS ?= 20
-DEMO_STEPS  ?= 8
-DEMO_DIR    ?= multirun/demo
-DEMO_OUT    ?= results/demo
+# The sweeps (make demo, reproduce-table, reproduce-data-efficiency, reproduce-rot-flip) are defined once in
+# repro/sweeps.py and run by scripts/sweep.py NAME; an empty variable means the sweep's own value there.
+# make demo: the CPU demo on rotated digits (minutes), into DEMO_OUT (untracked: results/latest/demo), printed
+# beside the committed record results/demo/; RECORD=1 rewrites the record instead.
+DEMO_SIZES  ?=
+DEMO_SEEDS  ?=
+DEMO_EPOCHS ?=
+DEMO_STEPS  ?=
+DEMO_DIR    ?=
+DEMO_OUT    ?=
+RECORD      ?=
 
 # make reproduce-table: the paper's CIFAR protocol (GPU); DATA=cifar_folder FORMAT=cifar100 for your own folder
-DATA      ?= cifar10
+DATA      ?=
 FORMAT    ?=
-SEEDS     ?= 0,1,2
+SEEDS     ?=
 EPOCHS    ?=
-AUGMENTS  ?= none,crop_flip
-LAUNCHER  ?= basic
+AUGMENTS  ?=
+LAUNCHER  ?=
 FORCE     ?=
-SWEEP_DIR ?= multirun/paper_$(DATA)_$(subst $(comma),_,$(AUGMENTS))
-TABLE_OUT ?= results/$(DATA)$(if $(filter-out none$(comma)crop_flip,$(AUGMENTS)),_$(subst $(comma),_,$(AUGMENTS)))
-DATA_ARGS  = data=$(DATA) $(if $(FORMAT),data.format=$(FORMAT)) $(if $(EPOCHS),epochs=$(EPOCHS)) $(ARGS)
+SWEEP_DIR ?=
+TABLE_OUT ?=
+# make reproduce-data-efficiency: training-set sizes and the sweep folder
+EFF_SIZES ?=
+EFF_DIR   ?=
+# option VALUE when the variable is set: $(call opt,--seeds,$(SEEDS))
+opt = $(if $(2),$(1) $(2))
+SWEEP = FORCE=$(FORCE) $(PY) scripts/sweep.py
+SWEEP_ARGS = $(call opt,--data,$(DATA)) $(call opt,--format,$(FORMAT)) $(call opt,--seeds,$(SEEDS)) \
+	$(call opt,--epochs,$(EPOCHS)) $(call opt,--launcher,$(LAUNCHER)) --report-args="$(REPORT_ARGS)" $(ARGS)
 
 # make bench: escnn (the external anchor) lives in its own venv, see bench-escnn
 BENCH_VENV ?= .venv-bench
@@ -58,37 +68,23 @@ test: install  ## the default test suite (slow tests excluded)
 test-slow: install  ## only the tests marked slow
 	$(PY) -m pytest -q -m slow
 
-demo: install  ## CPU demo: z2/p4/p4m x training-set sizes on rotated digits -> results/demo/ (ARGS=...)
-	$(PY) scripts/train.py -m group=z2,p4,p4m data.train_size=$(DEMO_SIZES) seed=$(DEMO_SEEDS) \
-		epochs=$(DEMO_EPOCHS) steps_per_epoch=$(DEMO_STEPS) hydra.sweep.dir=$(DEMO_DIR) $(ARGS)
-	$(PY) scripts/report.py $(DEMO_DIR) --out $(DEMO_OUT) $(REPORT_ARGS)
+demo: install  ## CPU demo: z2/p4/p4m x sizes on rotated digits, printed beside results/demo/ (RECORD=1 rewrites it)
+	$(SWEEP) demo $(call opt,--train-sizes,$(DEMO_SIZES)) $(call opt,--seeds,$(DEMO_SEEDS)) \
+		$(call opt,--epochs,$(DEMO_EPOCHS)) $(call opt,--steps-per-epoch,$(DEMO_STEPS)) $(call opt,--dir,$(DEMO_DIR)) \
+		$(call opt,--out,$(DEMO_OUT)) $(if $(RECORD),--record) --report-args="$(REPORT_ARGS)" $(ARGS)
 
 figures: install  ## the equivariance picture: results/figures/equivariance_{p4,p4m}.{png,gif}
 	$(PY) scripts/figures.py --out results/figures
 
 reproduce-table: install  ## the paper's CIFAR table (GPU; DATA= SEEDS= EPOCHS= AUGMENTS= LAUNCHER= FORCE=1)
-	FORCE=$(FORCE) $(PY) scripts/plan_sweep.py --data $(DATA) $(if $(FORMAT),--format $(FORMAT)) --augments $(AUGMENTS) --seeds $(SEEDS) \
-		$(if $(EPOCHS),--epochs $(EPOCHS))
-	$(PY) scripts/train.py -m experiment=paper_allcnnc group=z2,p4,p4m augment=$(AUGMENTS) \
-		seed=$(SEEDS) hydra/launcher=$(LAUNCHER) hydra.sweep.dir=$(SWEEP_DIR)/allcnnc $(DATA_ARGS)
-	$(PY) scripts/train.py -m experiment=paper_resnet44 group=z2,p4m augment=$(AUGMENTS) \
-		seed=$(SEEDS) hydra/launcher=$(LAUNCHER) hydra.sweep.dir=$(SWEEP_DIR)/resnet44 $(DATA_ARGS)
-	$(PY) scripts/report.py $(SWEEP_DIR) --out $(TABLE_OUT) $(REPORT_ARGS)
-
-# make reproduce-data-efficiency: the same All-CNN-C recipe on class-balanced subsets, every size
-# with the optimiser steps of full-data training (391 = ceil(50000 / 128) steps per epoch)
-EFF_SIZES ?= 1000,5000,10000,null
-EFF_DIR   ?= multirun/data_efficiency_$(DATA)
+	$(SWEEP) table $(call opt,--augments,$(AUGMENTS)) $(call opt,--dir,$(SWEEP_DIR)) $(call opt,--out,$(TABLE_OUT)) \
+		$(SWEEP_ARGS)
 
 reproduce-data-efficiency: install  ## All-CNN-C z2/p4/p4m at 1k/5k/10k/50k CIFAR images, equal steps (GPU)
-	FORCE=$(FORCE) $(PY) scripts/plan_sweep.py --data $(DATA) $(if $(FORMAT),--format $(FORMAT)) --networks allcnnc \
-		--augments none --seeds $(SEEDS) --train-sizes $(EFF_SIZES) --equal-steps $(if $(EPOCHS),--epochs $(EPOCHS))
-	$(PY) scripts/train.py -m experiment=paper_allcnnc group=z2,p4,p4m data.train_size=$(EFF_SIZES) \
-		steps_per_epoch=391 seed=$(SEEDS) hydra/launcher=$(LAUNCHER) hydra.sweep.dir=$(EFF_DIR) $(DATA_ARGS)
-	$(PY) scripts/report.py $(EFF_DIR) --out results/data_efficiency_$(DATA) $(REPORT_ARGS)
+	$(SWEEP) data-efficiency $(call opt,--train-sizes,$(EFF_SIZES)) $(call opt,--dir,$(EFF_DIR)) $(SWEEP_ARGS)
 
-reproduce-rot-flip:  ## the post's finding: 90-degree rotation + flip augmentation hurts on CIFAR
-	$(MAKE) reproduce-table AUGMENTS=none,rot_flip
+reproduce-rot-flip: install  ## the post's finding: 90-degree rotation + flip augmentation hurts on CIFAR
+	$(SWEEP) rot-flip $(call opt,--dir,$(SWEEP_DIR)) $(call opt,--out,$(TABLE_OUT)) $(SWEEP_ARGS)
 
 gpu-check: install  ## GPU machine, < 8 min: CUDA tests, paper recipes vs plain same-MAC nets, 2-epoch runs -> results/bench/<gpu>.md
 	$(PY) scripts/gpu_check.py --out results/bench $(GPU_CHECK_ARGS)
@@ -115,7 +111,7 @@ bench-escnn: install  ## optional escnn anchor in .venv-bench (needs gfortran: a
 	$(BENCH_VENV)/bin/python -c "import site, sys; open(site.getsitepackages()[0] + '/zz_project.pth', 'w').write('import site; site.addsitedir(%r)\\n' % sys.argv[1])" "$$($(PY) -c 'import site; print(site.getsitepackages()[0])')"
 
 models-table: install  ## params / MACs / invariance of every model -> results/models.md
-	$(PY) scripts/models.py --out results/models.md
+	$(PY) scripts/models_table.py --out results/models.md
 
 clean:  ## remove caches and build files (never results/, runs/ or multirun/)
 	rm -rf .pytest_cache .hypothesis build dist outputs

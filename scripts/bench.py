@@ -12,15 +12,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import gcnn  # noqa: E402
-from gcnn.validation import check_choice, invalid  # noqa: E402
-from repro.bench.report import print_targets  # noqa: E402
-from repro.bench.suite import PARTS, run_bench  # noqa: E402
-from repro.device import resolve_device  # noqa: E402
+import gcnn
+from gcnn.validation import check_choice, invalid
+from repro.bench.report import print_targets
+from repro.bench.suite import PARTS, run_bench
+from repro.device import resolve_device
 
 
 def main(argv: list[str] | None = None) -> int:

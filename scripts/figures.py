@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from repro.figures import DEFAULT_IMAGE_SIZE, DPI, FIGURE_GROUPS, write_equivariance_figures  # noqa: E402
+from repro.figures import DEFAULT_IMAGE_SIZE, DPI, FIGURE_GROUPS, write_equivariance_figures
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,13 +13,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import replace
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from repro.bench.gpu import PARTS, CheckOptions, run_check  # noqa: E402
-from repro.bench.report import print_targets  # noqa: E402
+from repro.bench.gpu import PARTS, CheckOptions, run_check
+from repro.bench.report import print_targets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,10 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bench-override", action="append", default=[], metavar="KEY=VALUE",
                    help="extra override of every bench case, e.g. channels_last=true (repeatable)")
     args = p.parse_args(argv)
-    opts = CheckOptions.dry_run() if args.dry else CheckOptions()
-    opts = replace(opts, device=args.device or opts.device, parts=tuple(args.parts or opts.parts),
-                   run_overrides=(*opts.run_overrides, *args.run_override),
-                   overrides=(*opts.overrides, *args.bench_override))
+    opts = CheckOptions.from_cli(args.dry, args.device, args.parts or (), args.run_override, args.bench_override)
     try:
         results = run_check(opts, args.out, shlex.join(["python3", "scripts/gpu_check.py", *argv]),
                             log=lambda line: print(line, flush=True))

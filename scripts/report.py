@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from repro.report import DEFAULT_REFERENCE, RunFileWarning, build_report  # noqa: E402
-from repro.report.dashboard import log_report, wandb_group, wandb_project  # noqa: E402
+from repro.report import DEFAULT_REFERENCE, RunFileWarning, build_report
+from repro.report.dashboard import log_report, wandb_group, wandb_project
+from repro.report.record import compare_cells, comparison_text, read_cells
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="wandb group (default: the runs' sweep_name when they all agree)")
     parser.add_argument("--wandb-mode", default="offline", choices=["offline", "online"],
                         help="offline (default: files under --out/wandb/, upload with `wandb sync`) or online")
+    parser.add_argument("--compare-to", metavar="RECORD",
+                        help="print the new table beside the report in RECORD (e.g. results/demo), cell by cell")
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
             report = build_report(args.paths, args.out, args.reference)
         if args.wandb:
             group, project = wandb_group(report, args.wandb_group), wandb_project(report)
+        record = args.compare_to and comparison_text(compare_cells(read_cells(args.out), read_cells(args.compare_to)),
+                                                     args.compare_to)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"report: {runs} finished run(s) averaged, {excluded} excluded (see table.md); wrote:")
     for path in report.files:
         print(f"  {path}")
+    if record:
+        print(record, end="")
     if args.wandb:
         folder = log_report(report, group=group, project=project, mode=args.wandb_mode)
         print(f"wandb ({args.wandb_mode}): project {project}, group {group}: {folder}")

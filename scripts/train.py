@@ -21,7 +21,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import repro.train  # noqa: E402  (also registers the run-folder resolvers)
 from repro.data import DataError  # noqa: E402
 from repro.train.stops import EXIT_BAD_INPUT, Interrupted, RunStopped  # noqa: E402

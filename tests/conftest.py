@@ -1,9 +1,9 @@
 """Shared fixtures: groups, float64 inputs and the exact equivariance check."""
 from __future__ import annotations
 
-import importlib.util
+import os
+import subprocess
 import sys
-import types
 from pathlib import Path
 from typing import Callable
 
@@ -14,16 +14,15 @@ from torch import nn
 import gcnn
 
 TOL = 1e-10  # float64: exact up to round-off
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script(name: str) -> types.ModuleType:
-    """``scripts/<name>.py`` imported as a module (the scripts are entry points, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"{name}_script", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
+def run_script(name: str, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python scripts/<name>.py args`` in the repository root, as a user runs it (for tests of the CLI
+    itself; everything else is tested through the package)."""
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"), *args], cwd=ROOT, text=True,
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 
 
 @pytest.fixture(params=gcnn.GROUP_NAMES)

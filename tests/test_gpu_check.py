@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import load_script
+from conftest import run_script
 import torch
 
 from repro.bench import gpu, training
@@ -14,16 +14,12 @@ from repro.bench.report import evaluate_targets
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def cli():
-    return load_script("gpu_check")
-
-
 @pytest.fixture(scope="module")
 def dry_report(tmp_path_factory) -> tuple[Path, dict]:
     """One dry run of the whole check (module scope: it takes seconds); it gives the threads back."""
     out, threads = tmp_path_factory.mktemp("gpu_check"), torch.get_num_threads()
-    assert load_script("gpu_check").main(["--dry", "--out", str(out)]) == 0
+    gpu.run_check(gpu.CheckOptions.dry_run(), out, f"python3 scripts/gpu_check.py --dry --out {out}",
+                  log=lambda line: None)
     assert torch.get_num_threads() == threads
     return out, json.loads((out / "cpu-dry.json").read_text())
 
@@ -109,25 +105,20 @@ def test_check_targets_judge_measured_numbers() -> None:
                    "wall_s": False}
 
 
-def test_cli_rejects_a_bad_part_and_device(cli, tmp_path) -> None:
-    with pytest.raises(SystemExit):
-        cli.main(["--parts", "gpu", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="device='tpu' is not valid"):
-        cli.main(["--dry", "--device", "tpu", "--parts", "tests", "--out", str(tmp_path)])
+def test_cli_rejects_a_bad_part_and_device(tmp_path) -> None:
+    done = run_script("gpu_check", "--parts", "gpu", "--out", str(tmp_path))
+    assert done.returncode == 2 and "invalid choice: 'gpu'" in done.stderr
+    done = run_script("gpu_check", "--dry", "--device", "tpu", "--parts", "tests", "--out", str(tmp_path))
+    assert done.returncode == 1 and "device='tpu' is not valid" in done.stderr
 
 
-def test_cli_overrides_reach_the_bench_cases_and_the_runs(cli, tmp_path, monkeypatch) -> None:
-    seen = {}
-
-    def fake_check(opts, *args, **kwargs) -> dict:
-        seen["opts"] = opts
-        return {"targets": []}
-    monkeypatch.setattr(cli, "run_check", fake_check)
-    monkeypatch.setattr(cli, "print_targets", lambda targets: None)
-    cli.main(["--dry", "--bench-override", "channels_last=true", "--run-override", "seed=3", "--out", str(tmp_path)])
+def test_cli_overrides_reach_the_bench_cases_and_the_runs() -> None:
+    opts = gpu.CheckOptions.from_cli(True, None, (), run_overrides=["seed=3"], bench_overrides=["channels_last=true"])
     dry = gpu.CheckOptions.dry_run()
-    assert seen["opts"].overrides == (*dry.overrides, "channels_last=true")
-    assert seen["opts"].run_overrides == (*dry.run_overrides, "seed=3")
+    assert opts.overrides == (*dry.overrides, "channels_last=true")
+    assert opts.run_overrides == (*dry.run_overrides, "seed=3")
+    assert (opts.device, opts.parts) == ("cpu", gpu.PARTS)
+    assert gpu.CheckOptions.from_cli(device="cuda:1", parts=["runs"]).device == "cuda:1"
 
 
 @pytest.mark.cuda

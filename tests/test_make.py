@@ -21,11 +21,25 @@ def check_demo_outputs(out: Path, runs: int) -> None:
         assert (out / plot).stat().st_size > 10_000, plot
 
 
-def test_make_reproduce_table_trains_the_paper_table():
-    from repro.train.config import PAPER_TABLE
-    makefile = (ROOT / "Makefile").read_text()
-    for experiment, groups in PAPER_TABLE.items():
-        assert f"experiment={experiment} group={','.join(groups)} augment=$(AUGMENTS)" in makefile
+def planned(*args: str) -> list[str]:
+    """The commands ``make -n`` prints, continuation lines joined."""
+    return make("-n", *args).stdout.replace("\\\n", " ").splitlines()
+
+
+@pytest.mark.parametrize("target, sweep", [("demo", "demo"), ("reproduce-table", "table"),
+                                           ("reproduce-data-efficiency", "data-efficiency"),
+                                           ("reproduce-rot-flip", "rot-flip")])
+def test_sweep_targets_call_the_one_entry_point(target, sweep):
+    [command] = planned(target)
+    assert f"scripts/sweep.py {sweep} " in command
+    assert "group=" not in command and "augment" not in command  # the lists live in repro/sweeps.py
+
+
+def test_make_demo_never_writes_the_record_unless_asked():
+    [command] = planned("demo")
+    assert "results/demo" not in command and "--record" not in command
+    [command] = planned("demo", "RECORD=1")
+    assert "--record" in command
 
 
 def test_make_demo_at_reduced_size(tmp_path):
@@ -34,6 +48,7 @@ def test_make_demo_at_reduced_size(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(list((tmp_path / "multirun").rglob("result.json"))) == 6
     check_demo_outputs(tmp_path / "results", runs=6)
+    assert "Beside the committed record results/demo" in done.stdout  # sizes 50 and full: only full is in both
 
 
 @pytest.mark.slow
@@ -58,12 +73,20 @@ def test_make_help_lists_every_documented_target():
         assert f"{target}\t" in listed
 
 
-@pytest.mark.parametrize("target", ["demo", "reproduce-table", "reproduce-data-efficiency"])
-def test_training_targets_pass_extra_overrides(target):
-    planned = make("-n", target, "ARGS=data.verify_checksums=false data.train_size=1000",
-                   "DATA=cifar_folder", "FORMAT=cifar100", "REPORT_ARGS=--wandb").stdout.replace("\\\n", " ")
-    trains = [line for line in planned.splitlines() if "scripts/train.py" in line]
-    assert trains and all("data.verify_checksums=false data.train_size=1000" in line for line in trains)
+@pytest.mark.parametrize("target", ["demo", "reproduce-table", "reproduce-data-efficiency", "reproduce-rot-flip"])
+def test_training_targets_pass_the_user_variables(target):
+    """Each variable reaches scripts/sweep.py; its --dry-run shows the commands it then runs."""
+    [command] = planned(target, "ARGS=data.verify_checksums=false data.train_size=1000", "DATA=cifar_folder",
+                        "FORMAT=cifar100", "REPORT_ARGS=--wandb", "SEEDS=4", "DEMO_SEEDS=4", "EPOCHS=2",
+                        "DEMO_EPOCHS=2", "LAUNCHER=slurm")
+    done = subprocess.run(command.replace("scripts/sweep.py", "scripts/sweep.py --dry-run", 1), shell=True,
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = [line for line in done.stdout.splitlines() if line.startswith("+ ")]
+    trains, report = runs[:-1], runs[-1]
+    assert trains and all("data.verify_checksums=false data.train_size=1000" in line and "seed=4" in line
+                          and "epochs=2" in line for line in trains)
     if target != "demo":
-        assert all("data=cifar_folder" in line and "data.format=cifar100" in line for line in trains)
-    assert any("scripts/report.py" in line and "--wandb" in line for line in planned.splitlines())
+        assert all("data=cifar_folder" in line and "data.format=cifar100" in line
+                   and "hydra/launcher=slurm" in line for line in trains)
+    assert "scripts/report.py" in report and "--wandb" in report

@@ -426,7 +426,7 @@ def test_committed_table_matches_recomputed_params_and_macs():
 
 def test_script_prints_and_writes_the_same_report(tmp_path):
     out = tmp_path / "models.md"
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "models.py"), "--archs", "rotmnist",
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "models_table.py"), "--archs", "rotmnist",
                              "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, check=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.stdout == out.read_text()

@@ -14,13 +14,14 @@ from pathlib import Path
 import matplotlib.image
 import pandas as pd
 import pytest
-from conftest import load_script
+from conftest import run_script
 
 from repro.report import RunFileWarning, build_report, collect_runs, load_reference, recipe
 from repro.report.plots import (GROUP_COLORS, _size_positions, convergence_figure, data_efficiency_figure,
                                 robustness_figure)
 from repro.report.recipe import short_difference
 from repro.report.render import column_label, format_error
+from repro.report.values import records_frame
 from repro.report.table import (P4M_ELEMENTS, Crossing, convergence_summary, crossing_size, data_efficiency,
                                 robustness_runs, robustness_summary, summarize)
 from repro.train.identity import identity_hash, identity_items
@@ -217,6 +218,34 @@ def test_result_without_required_keys_is_corrupt(tmp_path, key):
     assert runs.runs.empty and runs.excluded["status"].tolist() == ["corrupt"]
 
 
+def test_a_diverged_run_is_excluded_with_where_it_diverged(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path / f"ok-{seed}", seed=seed, final=10.0 + seed)
+    diverged = write_run(tmp_path / "nan", seed=2, epochs_done=2)  # what the trainer leaves: status and where
+    (diverged / "result.json").write_text(json.dumps({"status": "diverged", "epoch": 3, "step": 17,
+                                                      **{k: v for k, v in make_config(seed=2).items()
+                                                         if k in ("seed", "epochs")}}))
+    report = build_report([tmp_path], tmp_path / "out")
+    excluded = report.collection.excluded
+    assert excluded["status"].tolist() == ["diverged"]
+    assert excluded["reason"].iloc[0] == "diverged at epoch 3 step 17 (non-finite training loss)"
+    assert report.summary["n"].tolist() == [2] and report.summary["test_error_mean"].tolist() == [10.5]
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| nan | diverged | ?/?/?/? | ? | 2 | diverged at epoch 3 step 17 (non-finite training loss) |" in table
+
+
+def test_epochs_without_an_evaluation_stay_out_of_the_curves(tmp_path):
+    run = write_run(tmp_path / "r", epochs=4)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for row in rows[::2]:  # eval_every=2: epochs 1 and 3 have no test_loss / test_error
+        del row["test_loss"], row["test_error"]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    report = build_report([tmp_path], tmp_path / "out")
+    assert report.collection.curves["epoch"].tolist() == [2, 4]
+    assert report.collection.curves["test_error"].notna().all()
+    assert report.summary["test_error_mean"].tolist() == [10.0]
+
+
 def _png_is_drawn(path: Path) -> bool:
     pixels = matplotlib.image.imread(path)
     return path.stat().st_size > 10_000 and pixels.std() > 0.05
@@ -318,11 +347,10 @@ def test_cli_exits_2_with_a_clear_message_when_no_runs_are_found(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_builds_from_several_paths_and_prints_warnings(sweep, tmp_path, capsys):
-    code = load_script("report").main([str(sweep / "multirun"), str(sweep / "single"),
-                                        "--out", str(tmp_path / "out")])
-    out, err = capsys.readouterr()
-    assert code == 0 and "7 finished run(s) averaged, 5 excluded" in out
+def test_cli_builds_from_several_paths_and_prints_warnings(sweep, tmp_path):
+    done = run_script("report", str(sweep / "multirun"), str(sweep / "single"), "--out", str(tmp_path / "out"))
+    out, err = done.stdout, done.stderr
+    assert done.returncode == 0 and "7 finished run(s) averaged, 5 excluded" in out
     assert "warning:" in err and "corrupt" in err
     assert (tmp_path / "out" / "table.md").exists()
 
@@ -565,13 +593,13 @@ def test_cifar_robustness_has_only_the_p4m_panel(tmp_path):
 
 # --- wandb ------------------------------------------------------------------------------------
 
-def test_wandb_logs_the_report_offline(tmp_path, wandb_offline, capsys):
+def test_wandb_logs_the_report_offline(tmp_path, wandb_offline):
     for seed in (0, 1):
         write_run(tmp_path / "runs" / f"z2-{seed}", model="rotmnist", data="digits_rot", seed=seed,
                   final=10.0 + seed, overrides={"sweep_name": "my_sweep", "logger.project": "my_project"},
                   robustness=_robustness(10.0, flat=False, rotations=True))
-    assert load_script("report").main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--wandb"]) == 0
-    assert "wandb (offline): project my_project, group my_sweep" in capsys.readouterr().out
+    done = run_script("report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--wandb")
+    assert done.returncode == 0 and "wandb (offline): project my_project, group my_sweep" in done.stdout
     offline = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
     assert len(offline) == 1
     records = b"".join(path.read_bytes() for path in offline[0].glob("*.wandb"))
@@ -581,12 +609,12 @@ def test_wandb_logs_the_report_offline(tmp_path, wandb_offline, capsys):
     assert list(offline[0].rglob("*.png")) and list(offline[0].rglob("*table*.json"))
 
 
-def test_wandb_group_must_be_named_when_sweeps_disagree(tmp_path, capsys):
+def test_wandb_group_must_be_named_when_sweeps_disagree(tmp_path):
     write_run(tmp_path / "a", overrides={"sweep_name": "one"})
     write_run(tmp_path / "b", seed=1, overrides={"sweep_name": "two"})
-    assert load_script("report").main([str(tmp_path), "--out", str(tmp_path / "out"), "--wandb"]) == 2
-    assert "error: the runs name 2 sweeps (one, two); give the wandb group with --wandb-group" in \
-        capsys.readouterr().err
+    done = run_script("report", str(tmp_path), "--out", str(tmp_path / "out"), "--wandb")
+    assert done.returncode == 2
+    assert "error: the runs name 2 sweeps (one, two); give the wandb group with --wandb-group" in done.stderr
 
 
 def test_cells_that_would_share_a_row_are_told_apart(tmp_path):
@@ -608,8 +636,10 @@ def test_robustness_sizes_stay_whole_numbers_beside_full_set_runs():
     from repro.report.table import CELL_FIELDS
 
     base = {field: None for field in CELL_FIELDS} | {"path": "r", "seed": 0, "robustness": {"p4m": {"e": 10.0}}}
-    runs = pd.DataFrame([base | {"train_size": 100.0}, base | {"train_size": None, "path": "s"}])
+    rows = [base | {"train_size": 100}, base | {"train_size": None, "path": "s"}]
+    runs = records_frame(rows, list(rows[0]), ("train_size",))  # as collect_runs builds the runs table
     assert list(robustness_runs(runs)["train_size"]) == [100, None]
+    assert list(pd.DataFrame(rows)["train_size"].fillna(-1)) == [100.0, -1.0]  # what pandas alone would give
 
 
 def test_csv_run_paths_name_no_machine_folder_inside_the_working_folder(sweep, tmp_path, monkeypatch):
@@ -621,3 +651,46 @@ def test_csv_run_paths_name_no_machine_folder_inside_the_working_folder(sweep, t
         assert len(paths) and not any(str(tmp_path) in p for p in paths), name
     assert "single/z2-cf-0" in set(pd.read_csv(tmp_path / "out" / "runs.csv")["path"])
     assert "multirun/2026-01-01/12-00-00/crashed" in set(pd.read_csv(tmp_path / "out" / "excluded.csv")["path"])
+
+
+def write_table(folder: Path, cells: list[tuple[str, str, float, str]]) -> Path:
+    """A report's table.csv with the cells ``(group, train_size, mean, std)`` of the rotmnist demo ("" = full / n=1)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["model,data_label,augment,group,train_size,budget,variant,n,test_error_mean,test_error_std"]
+    lines += [f"rotmnist,digits_rot,none,{group},{size},20 epochs x 8 steps,,2,{mean},{std}"
+              for group, size, mean, std in cells]
+    (folder / "table.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_the_demo_is_compared_with_the_record_within_seed_noise(tmp_path):
+    from repro.report.record import compare_cells, comparison_text, read_cells
+    record = write_table(tmp_path / "record", [("z2", "100", 60.0, "1.0"), ("p4", "100", 40.0, "3.0"),
+                                               ("p4", "", 20.0, "0.5"), ("p4m", "300", 30.0, "")])
+    ours = write_table(tmp_path / "ours", [("z2", "100", 62.5, "1.0"), ("p4", "100", 44.0, "4.0"),
+                                           ("p4", "", 20.1, "0.5"), ("p4m", "300", 30.0, "1.0"),
+                                           ("z2", "50", 70.0, "1.0")])   # not in the record: left out
+    rows = compare_cells(read_cells(ours), read_cells(record))
+    # bound = 2 x sqrt((s1^2 + s2^2) / 2): z2 2.00 < 2.5 apart; p4 2 x sqrt(12.5) = 7.07 >= 4; full 1.00 >= 0.1
+    assert [(r.key[3], r.key[4], r.within) for r in rows] == [("z2", "100", False), ("p4", "100", True),
+                                                             ("p4", "", True), ("p4m", "300", None)]
+    assert rows[1].bound == pytest.approx(2 * (12.5 ** 0.5))
+    text = comparison_text(rows, "results/demo")
+    assert text.startswith("Beside the committed record results/demo (within seed noise: |difference| <= 2 x")
+    assert "| rotmnist | z2 | 100 | 62.50 | 60.00 | +2.50 | 2.00 | NO |" in text
+    assert "| rotmnist | p4 | full | 20.10 | 20.00 | +0.10 | 1.00 | yes |" in text
+    assert "| rotmnist | p4m | 300 | 30.00 | 30.00 | +0.00 | – | unknown (one seed) |" in text
+    assert text.endswith("2 of 4 cells within seed noise.\n")
+    assert "no cell in common" in comparison_text(compare_cells(read_cells(ours), {}), "results/demo")
+    with pytest.raises(ValueError, match="table.csv does not exist"):
+        read_cells(tmp_path / "nowhere")
+
+
+def test_the_report_cli_prints_the_comparison(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path / "runs" / f"z2-{seed}", seed=seed, final=10.0 + seed)
+    build_report([tmp_path / "runs"], tmp_path / "record")
+    done = run_script("report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+                      "--compare-to", str(tmp_path / "record"))
+    assert done.returncode == 0, done.stderr
+    assert "| allcnnc | z2 | full | 10.50 | 10.50 | +0.00 | 1.41 | yes |" in done.stdout

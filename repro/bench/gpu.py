@@ -4,19 +4,18 @@ against the plain same-MAC networks, compile off and on, and the projected sweep
 rewritten after each step. ``CheckOptions.dry_run()``: the same code at toy sizes on the CPU."""
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import torch
 
 from repro.device import REPO_ROOT, device_slug, resolve_device, resolve_flag
-from repro.train.config import PAPER_TABLE
+from repro.sweeps import PAPER_TABLE, SWEEPS
 
 from .compile_check import dynamo_counts
 from .report import PLAIN_SPEED_LIMIT, Measured, Target, new_results, worst, write_report
@@ -25,7 +24,8 @@ from .training import TrainCase, add_speed_vs_plain, experiment_cases, load_case
 
 PARTS = ("tests", "runs", "bench")  # in this order: the slow compiled cases come last
 EXPERIMENTS = tuple(PAPER_TABLE)
-REPRODUCE_TABLE_RUNS_PER_GROUP = 2 * 3  # `make reproduce-table`: 2 augmentations (none, crop_flip) x 3 seeds
+# `make reproduce-table`: each group trains once per augmentation and seed of the table sweep
+REPRODUCE_TABLE_RUNS_PER_GROUP = len(SWEEPS["table"].augments) * len(SWEEPS["table"].seeds)
 TIME_LIMIT_S = 480.0
 TESTS_TIMEOUT_S = 240.0
 TINY = ("model.width=0.125",)
@@ -60,6 +60,15 @@ class CheckOptions:
     tests: tuple[str, ...] = ("tests",)
     run_images: int = 4000                    # >= 4k: ZCA of 3072-dim images needs more images than dims
     run_overrides: tuple[str, ...] = ()       # added to the 2-epoch runs (compiled on CUDA: compile=auto)
+
+    @classmethod
+    def from_cli(cls, dry: bool = False, device: str | None = None, parts: Sequence[str] = (),
+                 run_overrides: Sequence[str] = (), bench_overrides: Sequence[str] = ()) -> "CheckOptions":
+        """The defaults (:meth:`dry_run` with ``dry``), the given device and parts, the overrides added."""
+        opts = cls.dry_run() if dry else cls()
+        return replace(opts, device=device or opts.device, parts=tuple(parts or opts.parts),
+                       run_overrides=(*opts.run_overrides, *run_overrides),
+                       overrides=(*opts.overrides, *bench_overrides))
 
     @classmethod
     def dry_run(cls) -> "CheckOptions":
@@ -107,7 +116,7 @@ def two_epoch_runs(opts: CheckOptions, device: torch.device, log: Callable[[str]
     folder of ``opts.run_images`` training images, compiled where the config's ``compile`` resolves so."""
     from repro.data import write_cifar_folder
     from repro.train import compose_config, load_config, run
-    from repro.train.run_folder import METRICS
+    from repro.train.run_folder import load_metrics
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="gcnn-gpu-check-") as tmp:
@@ -126,9 +135,7 @@ def two_epoch_runs(opts: CheckOptions, device: torch.device, log: Callable[[str]
                 result = run(config, run_dir=root / experiment)
             except Exception as exc:  # noqa: BLE001 - a failed run is a measured outcome, reported with its error
                 error = f"{type(exc).__name__}: {exc}"
-            after, metrics = dynamo_counts(), root / experiment / METRICS
-            history = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()
-                       if line.strip()] if metrics.exists() else []
+            after, history = dynamo_counts(), load_metrics(root / experiment)
             rows.append({"experiment": experiment, "overrides": overrides, "ok": error is None, "error": error,
                          "wall_s": time.perf_counter() - start, "compile": compiled,
                          "epoch_time_s": [h.get("epoch_time_s") for h in history],

@@ -15,14 +15,15 @@ from torch import nn
 
 import models
 from gcnn.validation import check_choice, check_int
+from repro.cost import FLOP_PER_MAC_TRAIN
 from repro.device import device_name, resolve_flag, resolve_speed_flags
+from repro.sweeps import CIFAR_IMAGES
 
 from .compile_check import dynamo_counts
 from .plain import build_plain_same_macs
 from .timing import time_calls
 
-CIFAR_TRAIN_IMAGES = 50_000
-FLOP_PER_MAC_TRAIN = 6   # forward + backward ~ 3 passes of 2 FLOP per multiply-accumulate
+CIFAR_TRAIN_IMAGES = CIFAR_IMAGES[0]
 # Dense bf16 tensor-core peak (TFLOP/s) by a lower-case part of the GPU's name; first match wins.
 PEAK_BF16_TFLOPS = (("h200", 989.0), ("h100 pcie", 756.0), ("h100 nvl", 835.0), ("h100", 989.0))
 

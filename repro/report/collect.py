@@ -2,8 +2,9 @@
 
 A run directory holds ``metrics.jsonl`` (one JSON object per finished epoch) and, once training
 ended, ``result.json``; a job that died before its first epoch leaves only the ``config.json`` the
-trainer writes at its start. Every run lands either in ``runs`` (finished, kept) or in
-``excluded`` (unfinished, crashed, corrupt, or an older duplicate), with the reason.
+trainer writes at its start; the files are read through :mod:`repro.train.run_folder`. Every run lands
+either in ``runs`` (finished, kept) or in ``excluded`` (unfinished, crashed, diverged, corrupt, or an
+older duplicate), with the reason. The curves hold the evaluated epochs only.
 """
 from __future__ import annotations
 
@@ -17,27 +18,23 @@ from typing import Any, Iterable
 import pandas as pd
 
 from repro.train.identity import identity_hash, identity_items
-from repro.train.run_folder import CHECKPOINT, CONFIG, METRICS, RESULT
+from repro.train.run_folder import (CHECKPOINT, CONFIG, DIVERGED, FINISHED, METRIC_KEYS, METRICS, RESULT,
+                                    RESULT_OPTIONAL_KEYS, RESULT_RUN_FIELDS, RunFileWarning, load_metrics,
+                                    load_result)
 
 from .recipe import label_cells
-from .values import as_object, rank
+from .values import rank, records_frame
 
 # Display fields of every run (excluded ones too); which runs are the same experiment is decided
 # by their identity (repro.report.recipe), not by these.
-RUN_FIELDS = ("model", "group", "augment", "data", "train_size", "seed", "epochs")
-REQUIRED_RESULT_KEYS = (*RUN_FIELDS, "status", "final_test_error", "config")
-METRIC_COLUMNS = ("epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "epoch_time_s", "images_per_s")
-OPTIONAL_RESULT_KEYS = ("best_test_error", "best_epoch", "final_train_loss", "params", "macs", "equivariance_error",
-                        "equivariance_group", "wall_time_s", "device", "git_commit", "n_train", "steps", "robustness")
+RUN_FIELDS = RESULT_RUN_FIELDS
+METRIC_COLUMNS = METRIC_KEYS
+OPTIONAL_RESULT_KEYS = RESULT_OPTIONAL_KEYS
 RUN_COLUMNS = ["path", "status", "reason", *RUN_FIELDS, "data_format", "final_test_error", *OPTIONAL_RESULT_KEYS,
                "identity", "items", "sweep_name", "logger_project", "mtime"]
 EXCLUDED_COLUMNS = ["path", "status", "reason", *RUN_FIELDS]
 CURVE_KEYS = ["path", "model", "group", "augment", "data", "data_label", "train_size", "epochs", "budget", "variant",
               "recipe", "seed"]
-
-
-class RunFileWarning(UserWarning):
-    """A run file is missing, unreadable or malformed; the report goes on without it."""
 
 
 @dataclass
@@ -67,55 +64,30 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return sorted(found)
 
 
-def _warn(messages: list[str], text: str) -> None:
-    messages.append(text)
-    warnings.warn(text, RunFileWarning, stacklevel=3)
-
-
 def _name_of(value: Any) -> Any:
     """A config choice stored as a name or as a dict with a ``name``."""
     return value.get("name") if isinstance(value, dict) else value
 
 
-def _read_metrics(run_dir: Path, messages: list[str]) -> pd.DataFrame:
-    """The run's per-epoch metrics; unparseable lines are skipped with a warning."""
-    path = run_dir / METRICS
-    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-    rows, bad_lines = [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
-                raise ValueError("no integer 'epoch'")
-            rows.append(row)
-        except ValueError:
-            bad_lines.append(number)
-    if bad_lines:
-        _warn(messages, f"{path}: skipped unparseable line(s) {bad_lines}")
-    frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
-    return frame.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+def _read_run_files(run_dir: Path, messages: list[str]) -> tuple[pd.DataFrame, dict | None, str | None]:
+    """``(metrics, result, problem)``: the run's per-epoch metrics, its result.json (None when absent or
+    corrupt) and why it is unusable (None when fine or absent); each warning of the readers is kept in
+    ``messages`` and raised again."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunFileWarning)
+        metrics = pd.DataFrame(load_metrics(run_dir), columns=list(METRIC_COLUMNS))
+        result = load_result(run_dir)
+    problem = None
+    for warning in (record.message for record in caught if isinstance(record.message, RunFileWarning)):
+        if warning.path.name == RESULT:
+            problem, warning = warning.problem, RunFileWarning(warning.path, f"{warning.problem}; run excluded")
+        _warn(messages, warning)
+    return metrics, result, problem
 
 
-def _read_result(run_dir: Path, messages: list[str]) -> tuple[dict | None, str | None]:
-    """``(result, problem)``: the parsed result.json, or None and why not (no problem when absent)."""
-    path = run_dir / RESULT
-    if not path.exists():
-        return None, None
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-        problem = None if isinstance(result, dict) else f"corrupt {RESULT} (not a JSON object)"
-    except (ValueError, UnicodeDecodeError) as err:
-        result, problem = None, f"corrupt {RESULT} ({err})"
-    if problem is None and result.get("status") == "finished":
-        missing = [key for key in REQUIRED_RESULT_KEYS if key not in result]
-        if missing or not isinstance(result["config"], dict):
-            problem = f"{RESULT} lacks keys {missing}" if missing else f"{RESULT} has no config mapping"
-    if problem:
-        _warn(messages, f"{path}: {problem}; run excluded")
-        return None, problem
-    return result, None
+def _warn(messages: list[str], warning: RunFileWarning) -> None:
+    messages.append(str(warning))
+    warnings.warn(warning, stacklevel=4)
 
 
 def _read_planned_config(run_dir: Path) -> dict:
@@ -137,23 +109,26 @@ def _progress(metrics: pd.DataFrame, planned: Any) -> str:
 
 def _load_run(run_dir: Path, messages: list[str]) -> tuple[dict, pd.DataFrame]:
     """``(record, metrics)`` of one directory; ``record["status"]`` says where it goes."""
-    metrics = _read_metrics(run_dir, messages)
-    result, problem = _read_result(run_dir, messages)
+    metrics, result, problem = _read_run_files(run_dir, messages)
     fields = result if result is not None else _read_planned_config(run_dir)
     record: dict[str, Any] = {"path": str(run_dir), **{key: _name_of(fields.get(key)) for key in RUN_FIELDS}}
-    if result is None or result.get("status") != "finished":
+    if result is not None and result.get("status") == DIVERGED:
+        record.update(status=DIVERGED, reason=f"diverged at epoch {result.get('epoch', '?')} step "
+                                              f"{result.get('step', '?')} (non-finite training loss)")
+        return record, metrics
+    if result is None or result.get("status") != FINISHED:
         why = problem or (f"no {RESULT}" if result is None
                           else f"status {result.get('status')!r} in {RESULT}")
         record.update(status="corrupt" if problem else "unfinished",
                       reason=f"{why}; {_progress(metrics, record['epochs'])}")
         return record, metrics
     if not len(metrics):
-        _warn(messages, f"{run_dir / METRICS}: missing or empty; run kept in the table, "
-                        "left out of the convergence plot")
+        _warn(messages, RunFileWarning(run_dir / METRICS, "missing or empty; run kept in the table, "
+                                                          "left out of the convergence plot"))
     config = result["config"]
     items = identity_items(config)
     record.update({key: result.get(key) for key in OPTIONAL_RESULT_KEYS})
-    record.update(status="finished", reason="", final_test_error=float(result["final_test_error"]),
+    record.update(status=FINISHED, reason="", final_test_error=float(result["final_test_error"]),
                   items=items, identity=identity_hash(items),
                   data_format=items.get("data.format"), sweep_name=config.get("sweep_name"),
                   logger_project=(config.get("logger") or {}).get("project"),
@@ -180,13 +155,12 @@ def collect_runs(paths: Iterable[str | os.PathLike]) -> RunCollection:
     for run_dir in find_run_dirs(paths):
         record, metrics = _load_run(run_dir, messages)
         records.append(record)
-        if record["status"] == "finished" and len(metrics):
-            curves.append(metrics.assign(path=record["path"]))
-    table = pd.DataFrame(records, columns=RUN_COLUMNS)
-    for column in ("train_size", "seed", "epochs"):
-        table[column] = as_object(table[column])
-    kept, duplicates = _split_duplicates(table[table["status"] == "finished"])
-    excluded = pd.concat([table[table["status"] != "finished"], duplicates], ignore_index=True)
+        evaluated = metrics[metrics["test_error"].notna()]  # epochs without an evaluation have no test error
+        if record["status"] == FINISHED and len(evaluated):
+            curves.append(evaluated.assign(path=record["path"]))
+    table = records_frame(records, RUN_COLUMNS, ("train_size", "seed", "epochs"))
+    kept, duplicates = _split_duplicates(table[table["status"] == FINISHED])
+    excluded = pd.concat([table[table["status"] != FINISHED], duplicates], ignore_index=True)
     kept = label_cells(kept.sort_values(["data", "model", "group", "augment", "seed", "path"],
                                         key=lambda column: column.map(rank)).reset_index(drop=True))
     if curves:

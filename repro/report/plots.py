@@ -14,12 +14,13 @@ import pandas as pd  # noqa: E402
 
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
+from gcnn import GROUP_NAMES  # noqa: E402
 from repro.figures import element_label  # noqa: E402
 from repro.io import atomic_write  # noqa: E402
 from repro.train.measure import P4M_ELEMENT_NAMES  # noqa: E402
 
 from .render import column_label, network_name  # noqa: E402
-from .table import FAMILY_FIELDS, GROUP_ORDER, KINDS, PANEL_FIELDS, sort_cells  # noqa: E402
+from .table import FAMILY_FIELDS, KINDS, PANEL_FIELDS, sort_cells  # noqa: E402
 from .values import bound_prefix, group_rows, is_missing, rank  # noqa: E402
 
 GROUP_COLORS = {"z2": "#0072B2", "p4": "#E69F00", "p4m": "#009E73"}
@@ -31,7 +32,7 @@ P4M_LABELS = {name: element_label("p4m", g) for g, name in enumerate(P4M_ELEMENT
 
 def _by_group(panel: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """The rows of each group in ``panel``, groups in the paper's order."""
-    groups = sorted(panel["group"].unique(), key=lambda group: rank(group, GROUP_ORDER))
+    groups = sorted(panel["group"].unique(), key=lambda group: rank(group, GROUP_NAMES))
     return [(group, panel[panel["group"] == group]) for group in groups]
 
 

@@ -13,60 +13,20 @@ from repro.markdown import markdown_table
 
 from .collect import RunCollection
 from .recipe import short_difference
-from .table import AUGMENT_ORDER, KINDS, sort_cells
+from .table import KINDS, PREFERRED_ORDER, sort_cells
 from .values import bound_prefix, group_rows, is_missing, rank
 
+# Display names of the model registry's networks (the registry holds no display name).
 NETWORK_NAMES = {"allcnnc": "All-CNN-C", "resnet44": "ResNet44", "resnet26": "ResNet26", "rotmnist": "RotMNIST-CNN"}
 ROW_FIELDS = ("model", "group", "budget", "variant")
-READING_GUIDE = """\
-How to read the tables: each cell is the **final-epoch test error in %**, mean ± sample
-standard deviation over seeds, with the number of seeds `n` (no std when n = 1). Only
-seeds are averaged: a cell holds the runs whose resolved configs (their identity: every
-key that can change the numbers) differ in `seed` alone. Rows are network / group /
-budget (epochs, or optimiser steps when the config fixes them) / variant; `Params` is the
-trained model's parameter count. A `Variant` names the config keys in which the row's
-runs differ from the most common recipe of the same network, augmentation and data set
-(`–` = that recipe), e.g. `optim.lr=0.01`: an ablation gets its own row. Column titles
-name the data set and augmentation: `CIFAR10` = no augmentation, `CIFAR10+` = horizontal
-flips and translations of up to 2 px, `... rot_flip` = 90-degree rotations and flips; a
-CIFAR-format folder is named by its format and number of classes. When a data set was
-trained on several training-set sizes (the data-efficiency sweep), it gets one column
-per size: `100 train` is a class-balanced subset of 100 training images, `full` the whole
-training set. `paper` is the number the paper reports for the same network, group and
-augmentation on the full training set (source: `results/paper_reference.csv`). `Δ` =
-ours − paper in percentage points (negative: ours is better), shown **only when the
-cell's recipe is the paper preset** (`experiment=paper_<network>` with the same group,
-augmentation and data set; seed and file locations aside); otherwise the Δ cell names
-the keys that differ (`recipe ≠ paper: epochs, optim.lr`; all values in `table.csv`,
-column `paper_recipe_diff`). `equiv.` is the measured equivariance error of the trained
-models (mean over seeds of: mean over test images of the largest relative logit change
-|f(gx) − f(x)| / |f(x)| over the group's transformations g; z2 models are measured with
-the p4m transformations). Runs that are unfinished, crashed (also before their first
-epoch), corrupt or duplicated (same identity and seed: the newest is kept) are not
-averaged: they are listed under "Excluded runs".
-"""
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # the prose of table.md, one file per section
 
-EFFICIENCY_GUIDE = """\
-## Data efficiency
 
-For each G-CNN trained at several training-set sizes: the number of training images at
-which its mean test error equals the z2 network's mean error on the full training set
-(interpolated between the two sizes that bracket that error, linear in error and on a log
-scale of size; the first crossing from the smallest size up), and that number as a
-fraction of the full set (`0.30x` = the G-CNN needs 30 % of the data). `already below at
-the smallest size` gives an upper bound; `not reached` means no size tried got there.
-The curves, the z2 level (dashed) and the crossings (stars) are in `data_efficiency.png`.
-"""
-ROBUSTNESS_GUIDE = """\
-## Robustness
+def guide(name: str) -> str:
+    """The prose of a section of ``table.md``: ``templates/<name>.md`` (package data)."""
+    return (TEMPLATES / f"{name}.md").read_text(encoding="utf-8")
 
-Test error (%) of the final models, mean ± std over seeds (n), on the test set
-transformed by each element of p4m (`r` = rotation by 90 degrees counter-clockwise,
-`m` = mirror; `mr2` = mirror after two rotations, index 4·m + r) and, for digits data,
-rotated every 15 degrees. A network invariant to a transformation has the same error
-on every column it covers: p4 is flat over `e, r, r2, r3`, p4m over all eight. Every
-number per seed is in `robustness.csv`; the figure is `robustness.png`.
-"""
+
 PER_RUN_HEADER = ["Run", "Network", "Group", "Data", "Augment", "Train size", "Budget", "Variant", "Seed",
                   "Steps", "Final test error (%)", "Best test error (%) (epoch)", "Equiv. error (group)",
                   "Params", "MACs/image", "Wall time (s)", "Identity"]
@@ -153,7 +113,7 @@ def _condition_cells(cell: pd.DataFrame | None, with_paper: bool) -> list[str]:
 
 def _section(data: str, section: pd.DataFrame) -> Section:
     by_condition = group_rows(section, ("augment", "train_size"))
-    conditions = sorted(by_condition, key=lambda c: (rank(c[0], AUGMENT_ORDER), rank(c[1])))
+    conditions = sorted(by_condition, key=lambda c: (rank(c[0], PREFERRED_ORDER["augment"]), rank(c[1])))
     sizes = list(dict.fromkeys(size for _, size in by_condition))
     show_size = any(size is not None for size in sizes)
     has_paper = {c: by_condition[c]["paper_test_error"].notna().any() for c in conditions}
@@ -248,12 +208,12 @@ def _efficiency_markdown(efficiency: pd.DataFrame) -> str:
                     + ([row["variant"] or "–"] if any_variant else [])
                     + [row["group"], row["sizes"], format_number(row["z2_full_error"]), size, fraction, row["text"]])
     align = ["l"] * (len(header) - 4) + ["r", "r", "r", "l"]
-    return EFFICIENCY_GUIDE + "\n" + markdown_table(header, rows, align=align)
+    return guide("data_efficiency") + "\n" + markdown_table(header, rows, align=align)
 
 
 def _robustness_markdown(robustness: pd.DataFrame) -> str:
     """Per kind: one row per cell, one column per transformation, cells ``mean ± std (n=..)``."""
-    parts = [ROBUSTNESS_GUIDE]
+    parts = [guide("robustness")]
     for kind, table in robustness.groupby("kind", sort=False):
         transforms = list(dict.fromkeys(table.sort_values("order", kind="stable")["transform"]))
         any_variant = has_variants(table)
@@ -284,7 +244,7 @@ def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergenc
     parts = ["# G-CNN reproduction: test error (%)\n",
              f"Built by `scripts/report.py` from {len(collection.runs)} finished run(s) "
              f"({len(collection.excluded)} excluded) found under: "
-             + ", ".join(f"`{p}`" for p in inputs) + ".\n", READING_GUIDE]
+             + ", ".join(f"`{p}`" for p in inputs) + ".\n", guide("reading_guide")]
     for section in wide_sections(summary):
         note = "One column per training-set size (data-efficiency sweep).\n\n" if len(section.sizes) > 1 else ""
         parts.append(f"## {section.data}\n\n{note}{markdown_table(section.header, section.rows)}")
@@ -293,10 +253,7 @@ def render_markdown(summary: pd.DataFrame, collection: RunCollection, convergenc
     if not robustness.empty:
         parts.append(_robustness_markdown(robustness))
     if not convergence.empty:
-        parts.append("## Convergence\n\nMean test error (%) over seeds at a quarter, half and the end of "
-                     "training, and the first epoch at which the group's mean curve reaches the z2 "
-                     "network's final test error (earlier = faster convergence; `never` = not reached). "
-                     "The curves are in `convergence.png`.\n\n")
+        parts.append(guide("convergence") + "\n")
         parts.append(markdown_table(["Panel", "Group", "Epochs", "Test error @25%", "@50%", "Final",
                                      "First epoch ≤ z2 final"], _convergence_rows(convergence)) + "\n")
     if figures:

@@ -10,20 +10,21 @@ from typing import Any, NamedTuple, Sequence
 
 import pandas as pd
 
+import models
+from gcnn import GROUP_NAMES
+from repro.data.augment import AUGMENT_NAMES
 from repro.train.measure import P4M_ELEMENT_NAMES
 
 from .recipe import paper_match
-from .values import as_object, bound_prefix, group_rows, is_missing, rank
+from .values import bound_prefix, group_rows, is_missing, rank, records_frame
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "results" / "paper_reference.csv"
 REFERENCE_COLUMNS = ("network", "group", "dataset", "augment", "test_error", "params", "preset", "source")
 # Display fields of a cell (all runs of one recipe, i.e. one identity up to the seed).
 CELL_FIELDS = ("data", "data_label", "data_format", "augment", "train_size", "model", "group", "epochs",
                "budget", "variant", "recipe")
-GROUP_ORDER = ("z2", "p4", "p4m")
-AUGMENT_ORDER = ("none", "crop_flip", "rot_flip")
-PREFERRED_ORDER = {"model": ("allcnnc", "resnet44", "resnet26", "rotmnist"), "augment": AUGMENT_ORDER,
-                   "group": GROUP_ORDER}
+# Rows and columns in the registries' order: groups, augmentations, then the model registry's networks.
+PREFERRED_ORDER = {"model": tuple(models.list_models()), "augment": AUGMENT_NAMES, "group": GROUP_NAMES}
 SUMMARY_COLUMNS = [*CELL_FIELDS, "n", "seeds", "n_train", "test_error_mean", "test_error_std",
                    "test_error_min", "test_error_max", "paper_test_error", "diff_vs_paper",
                    "paper_recipe_diff", "paper_recipe_keys", "params", "paper_params",
@@ -43,7 +44,7 @@ def load_reference(path: str | os.PathLike = DEFAULT_REFERENCE) -> pd.DataFrame:
     if not path.exists():
         raise ValueError(f"reference file {str(path)!r} does not exist; expected a CSV with columns "
                          f"{', '.join(REFERENCE_COLUMNS)}")
-    table = pd.read_csv(path)
+    table = pd.read_csv(path, dtype={"params": "Int64"})
     missing = [column for column in REFERENCE_COLUMNS if column not in table.columns]
     if missing:
         raise ValueError(f"reference file {str(path)!r} lacks columns {missing}; "
@@ -59,6 +60,11 @@ def _unique(values: pd.Series) -> list:
     return list(dict.fromkeys(v for v in values if not is_missing(v)))
 
 
+def _unique_counts(values: pd.Series) -> list[int]:
+    """The distinct counts (params, images) of ``values``; runs.csv keeps them as pandas floats beside missing ones."""
+    return list(dict.fromkeys(int(v) for v in values if not is_missing(v)))
+
+
 def _summarize_cell(cell: pd.DataFrame, paper: dict) -> dict:
     errors = cell["final_test_error"].astype(float)
     first = cell.iloc[0]
@@ -67,8 +73,8 @@ def _summarize_cell(cell: pd.DataFrame, paper: dict) -> dict:
     ref = paper.get((row["model"], row["group"], row["data"], row["augment"])) if full_set else None
     keys, described = (None, None) if ref is None else \
         paper_match(first["items"], ref.get("preset"), row["group"], row["augment"], row["data"])
-    ref = ref or {"test_error": math.nan, "params": math.nan, "source": None}
-    params, n_train = _unique(cell["params"]), _unique(cell["n_train"])
+    ref = ref or {"test_error": math.nan, "params": None, "source": None}
+    params, n_train = _unique_counts(cell["params"]), _unique_counts(cell["n_train"])
     row.update(
         n=len(errors), seeds=",".join(str(s) for s in cell["seed"]), n_train=n_train[0] if len(n_train) == 1 else None,
         test_error_mean=errors.mean(), test_error_std=errors.std(), test_error_min=errors.min(),
@@ -105,17 +111,16 @@ def summarize(runs: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.D
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     paper = {} if reference is None else {(row["network"], row["group"], row["dataset"], row["augment"]): row
                                           for row in reference.to_dict("records")}
-    summary = pd.DataFrame([_summarize_cell(cell, paper) for _, cell in runs.groupby("recipe", sort=False)],
-                           columns=SUMMARY_COLUMNS)
-    for column in ("train_size", "epochs", "params", "paper_params", "n_train"):
-        summary[column] = as_object(summary[column])
-    return sort_cells(summary)
+    cells = [_summarize_cell(cell, paper) for _, cell in runs.groupby("recipe", sort=False)]
+    return sort_cells(records_frame(cells, SUMMARY_COLUMNS, ("train_size", "epochs", "params", "paper_params",
+                                                            "n_train")))
 
 
 def _error_at(curve: pd.DataFrame, fraction: float) -> float:
-    """Test error at the last logged epoch <= ``fraction`` of the run's length."""
+    """Test error at the last evaluated epoch <= ``fraction`` of the run's length (NaN: none evaluated by then)."""
     cutoff = max(1, round(int(curve["epoch"].max()) * fraction))
-    return float(curve[curve["epoch"] <= cutoff]["test_error"].iloc[-1])
+    evaluated = curve[curve["epoch"] <= cutoff]["test_error"]
+    return float(evaluated.iloc[-1]) if len(evaluated) else math.nan
 
 
 def convergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
@@ -132,16 +137,14 @@ def convergence_summary(curves: pd.DataFrame) -> pd.DataFrame:
     for panel, panel_curves in group_rows(mean, PANEL_FIELDS).items():
         by_group = group_rows(panel_curves, ("group",))
         z2_final = by_group[("z2",)]["test_error"].iloc[-1] if ("z2",) in by_group else None
-        for (group,), curve in sorted(by_group.items(), key=lambda item: rank(item[0][0], GROUP_ORDER)):
+        for (group,), curve in sorted(by_group.items(), key=lambda item: rank(item[0][0], GROUP_NAMES)):
             reached = None
             if z2_final is not None:
                 below = curve[curve["test_error"] <= z2_final + 1e-12]
                 reached = int(below["epoch"].iloc[0]) if len(below) else "never"
             rows.append(dict(zip(columns, [*panel, group, int(curve["epoch"].max()), _error_at(curve, 0.25),
                                            _error_at(curve, 0.5), curve["test_error"].iloc[-1], reached])))
-    summary = pd.DataFrame(rows, columns=columns)
-    for column in ("train_size", "first_epoch_at_z2_final"):
-        summary[column] = as_object(summary[column])
+    summary = records_frame(rows, columns, ("train_size", "first_epoch_at_z2_final"))
     return sort_cells(summary, ("model", "data_label", "augment", "train_size", "budget", "variant", "group"))
 
 
@@ -231,9 +234,8 @@ def robustness_runs(runs: pd.DataFrame) -> pd.DataFrame:
                 rows.append({**{key: run[key] for key in CELL_FIELDS}, "path": run["path"], "seed": run["seed"],
                              "kind": kind, "transform": str(name), "order": _transform_order(kind, str(name)),
                              "test_error": float(error)})
-    frame = pd.DataFrame(rows, columns=[*CELL_FIELDS, "path", "seed", "kind", "transform", "order", "test_error"])
-    frame["train_size"] = as_object(frame["train_size"])  # 100, not 100.0, beside full-set (None) runs
-    return frame
+    return records_frame(rows, [*CELL_FIELDS, "path", "seed", "kind", "transform", "order", "test_error"],
+                         ("train_size",))
 
 
 def robustness_summary(long: pd.DataFrame) -> pd.DataFrame:

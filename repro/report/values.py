@@ -1,5 +1,6 @@
-"""Missing values, sort order and grouping for the report; pandas turns None into NaN and
-whole numbers into floats, and these helpers treat both as the values they stand for."""
+"""Missing values, sort order and grouping for the report. Columns that mix whole numbers with missing
+values are built from the rows' Python values (:func:`records_frame`), so 100 stays 100 and None stays None;
+the computed numbers are floats, missing as NaN."""
 from __future__ import annotations
 
 import math
@@ -13,16 +14,13 @@ def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def whole(value: Any) -> Any:
-    """Whole numbers as int, missing as None, anything else unchanged."""
-    if is_missing(value):
-        return None
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def as_object(column: pd.Series) -> pd.Series:
-    """``column`` through :func:`whole`, kept as objects so pandas leaves the ints alone."""
-    return pd.Series([whole(v) for v in column], index=column.index, dtype=object)
+def records_frame(rows: Sequence[dict], columns: Sequence[str], as_given: Sequence[str]) -> pd.DataFrame:
+    """``pd.DataFrame(rows)`` whose ``as_given`` columns hold the rows' own Python values (object dtype): pandas
+    would turn a column of ints and None into floats and NaN."""
+    frame = pd.DataFrame(list(rows), columns=list(columns))
+    for column in as_given:
+        frame[column] = pd.Series([row.get(column) for row in rows], index=frame.index, dtype=object)
+    return frame
 
 
 def rank(value: Any, preferred: Sequence = ()) -> tuple:

@@ -22,12 +22,10 @@ try:
 except ImportError:  # plain-dict configs work without Hydra and omegaconf (a bare GPU machine)
     OmegaConf = None
 
-__all__ = ["ConfigError", "ModelConfig", "GroupConfig", "TrainConfig", "CONFIG_DIR", "PAPER_TABLE", "config_groups",
+__all__ = ["ConfigError", "ModelConfig", "GroupConfig", "TrainConfig", "CONFIG_DIR", "config_groups",
            "compose_config", "load_config", "validate", "to_dict", "recorded_config", "build_option"]
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-# The paper's CIFAR table: each preset with the groups it reports (what `make reproduce-table` trains).
-PAPER_TABLE = {"paper_allcnnc": ("z2", "p4", "p4m"), "paper_resnet44": ("z2", "p4m")}
 WANDB_MODES = ("offline", "online", "disabled")
 # What the trainer passes to each section's builder at run time (never set in a YAML).
 RUNTIME_ARGUMENTS = {"augment": ("name",), "optim": ("params",), "schedule": ("steps_per_epoch", "epochs"),

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -150,3 +151,70 @@ def check_same_identity(run_dir: Path, saved: dict[str, Any], current: dict[str,
         keys = ", ".join(f"{k}={old!r} there, {new!r} now" for k, (old, new) in diff.items())
         raise ConfigError(f"run folder {str(run_dir)!r} holds a different experiment ({keys}); "
                           "use another folder or delete that one")
+
+
+# ----------------------------------------------------------------------------- the record, read back
+# The keys of result.json (written by Trainer.result) that readers rely on; FINISHED and DIVERGED are its statuses.
+RESULT_RUN_FIELDS = ("model", "group", "augment", "data", "train_size", "seed", "epochs")
+RESULT_REQUIRED_KEYS = (*RESULT_RUN_FIELDS, "status", "final_test_error", "config")
+RESULT_OPTIONAL_KEYS = ("best_test_error", "best_epoch", "final_train_loss", "params", "macs", "equivariance_error",
+                        "equivariance_group", "wall_time_s", "device", "git_commit", "n_train", "steps", "robustness")
+# A line of metrics.jsonl; epochs without an evaluation (eval_every) lack test_loss and test_error.
+METRIC_KEYS = ("epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "epoch_time_s", "images_per_s")
+FINISHED, DIVERGED = "finished", "diverged"
+
+
+class RunFileWarning(UserWarning):
+    """A run file that exists but is unreadable or malformed; the reader goes on without it (or its bad lines).
+    ``path`` names the file, ``problem`` says what is wrong."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = path, problem
+
+
+def load_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """``result.json`` of ``run_dir`` as written (any status), or None: when it is absent, and (with a
+    :class:`RunFileWarning`) when it is not a JSON object or is a finished result lacking
+    :data:`RESULT_REQUIRED_KEYS` or its config mapping."""
+    path = Path(run_dir) / RESULT
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        problem = None if isinstance(result, dict) else f"corrupt {RESULT} (not a JSON object)"
+    except ValueError as err:  # also UnicodeDecodeError
+        result, problem = None, f"corrupt {RESULT} ({err})"
+    if problem is None and result.get("status") == FINISHED:
+        missing = [key for key in RESULT_REQUIRED_KEYS if key not in result]
+        if missing or not isinstance(result["config"], dict):
+            problem = f"{RESULT} lacks keys {missing}" if missing else f"{RESULT} has no config mapping"
+    if problem:
+        warnings.warn(RunFileWarning(path, problem), stacklevel=2)
+        return None
+    return result
+
+
+def load_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of ``metrics.jsonl`` by epoch (an epoch written twice, by a resumed run: the last line wins);
+    [] when absent. Lines that are not a JSON object with an integer ``epoch`` (a line cut short by a crash,
+    say) are skipped with one :class:`RunFileWarning` naming them."""
+    path = Path(run_dir) / METRICS
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    rows: dict[int, dict[str, Any]] = {}
+    bad_lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+            rows.pop(row["epoch"], None)
+            rows[row["epoch"]] = row
+        else:
+            bad_lines.append(number)
+    if bad_lines:
+        warnings.warn(RunFileWarning(path, f"skipped unparseable line(s) {bad_lines}"), stacklevel=2)
+    return [rows[epoch] for epoch in sorted(rows)]
