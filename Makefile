@@ -28,6 +28,7 @@ EPOCHS    ?=
 AUGMENTS  ?=
 LAUNCHER  ?=
 FORCE     ?=
+DEVICE    ?=
 SWEEP_DIR ?=
 TABLE_OUT ?=
 # make reproduce-data-efficiency: training-set sizes and the sweep folder
@@ -37,7 +38,8 @@ EFF_DIR   ?=
 opt = $(if $(2),$(1) $(2))
 SWEEP = FORCE=$(FORCE) $(PY) scripts/sweep.py
 SWEEP_ARGS = $(call opt,--data,$(DATA)) $(call opt,--format,$(FORMAT)) $(call opt,--seeds,$(SEEDS)) \
-	$(call opt,--epochs,$(EPOCHS)) $(call opt,--launcher,$(LAUNCHER)) --report-args="$(REPORT_ARGS)" $(ARGS)
+	$(call opt,--epochs,$(EPOCHS)) $(call opt,--launcher,$(LAUNCHER)) --report-args="$(REPORT_ARGS)" \
+	$(if $(DEVICE),device=$(DEVICE)) $(ARGS)
 
 # make bench: escnn (the external anchor) lives in its own venv, see bench-escnn
 BENCH_VENV ?= .venv-bench
@@ -49,7 +51,7 @@ RUNS ?= $(or $(wildcard runs multirun),runs)
 OUT  ?= results/latest
 REPORT_ARGS ?=
 
-.PHONY: help install test test-slow demo figures reproduce-table reproduce-data-efficiency reproduce-rot-flip gpu-check report bench bench-quick bench-e2e bench-compile bench-escnn models-table clean
+.PHONY: help install test test-slow demo figures reproduce-table reproduce-data-efficiency reproduce-rot-flip reproduce-rotmnist gpu-check report bench bench-quick bench-epoch bench-e2e bench-compile bench-escnn models-table clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -86,6 +88,9 @@ reproduce-data-efficiency: install  ## All-CNN-C z2/p4/p4m at 1k/5k/10k/50k CIFA
 reproduce-rot-flip: install  ## the post's finding: 90-degree rotation + flip augmentation hurts on CIFAR
 	$(SWEEP) rot-flip $(call opt,--dir,$(SWEEP_DIR)) $(call opt,--out,$(TABLE_OUT)) $(SWEEP_ARGS)
 
+reproduce-rotmnist: install  ## Table 1 on MNIST-rot, seeds 0-4 (CPU: hours; DEVICE= SEEDS= EPOCHS= ARGS= LAUNCHER=)
+	$(SWEEP) rotmnist $(call opt,--dir,$(SWEEP_DIR)) $(call opt,--out,$(TABLE_OUT)) $(SWEEP_ARGS)
+
 gpu-check: install  ## GPU machine, < 8 min: CUDA tests, paper recipes vs plain same-MAC nets, 2-epoch runs -> results/bench/<gpu>.md
 	$(PY) scripts/gpu_check.py --out results/bench $(GPU_CHECK_ARGS)
 
@@ -94,6 +99,9 @@ report: install  ## table and plots from RUNS=<folders> into OUT=<folder> (REPOR
 
 bench: install  ## layer overhead and training throughput -> results/bench/<device>.md (BENCH_ARGS=...)
 	$(BENCH_PY) scripts/bench.py --out results/bench $(BENCH_ARGS)
+
+bench-epoch: install  ## MNIST-rot epoch time, trainer vs bare loop (CPU, ~20 min) -> results/bench/
+	$(PY) scripts/bench_epoch.py --out results/bench $(BENCH_ARGS)
 
 bench-quick: install  ## benchmark smoke run (< 1 min) -> results/bench/<device>-quick.md
 	$(BENCH_PY) scripts/bench.py --quick --out results/bench

@@ -6,12 +6,11 @@ sweeps and the CPU demo. ``scripts/sweep.py NAME`` (what the Makefile targets ca
 first when a GPU sweep finds no GPU, launches one Hydra multirun of ``scripts/train.py`` per network
 and builds the report. The GPU check (:mod:`repro.bench.gpu`) projects :data:`PAPER_TABLE`'s time.
 
-Adding a sweep is one :class:`Sweep` entry in :data:`SWEEPS`, e.g. rotated MNIST::
+Adding a sweep is one :class:`Sweep` entry in :data:`SWEEPS`: its presets and their groups, as the
+rotated-MNIST table (:data:`ROTMNIST_TABLE`) does. A network of a sweep is named by its preset without
+``paper_`` (``allcnnc``, ``rotmnist_z2cnn``): two presets may train the same architecture.
 
-    Sweep("rotmnist", "...", {"rotmnist": ("z2", "p4", "p4m")}, data=None, sweep_dir="multirun/rotmnist",
-          out="results/rotmnist")
-
-Cost (:mod:`repro.cost`): work = sum over runs of (3 x training images seen + epochs x test images)
+Cost (:mod:`repro.cost`): work = sum over runs of (3 x training images seen + evaluated epochs x test images)
 x MACs per image (with ``equal_steps`` every run sees epochs x the full set); wall time = work / (this
 CPU's matmul MAC/s x an assumed 0.5 efficiency). Arithmetic, not a benchmark: it tells hours from
 weeks, off by 2-3x either way.
@@ -33,6 +32,8 @@ from repro.device import REPO_ROOT
 # The paper's CIFAR table: experiment preset -> the groups it reports (All-CNN-C: z2/p4/p4m, ResNet44: z2/p4m).
 PAPER_TABLE = {"paper_allcnnc": ("z2", "p4", "p4m"), "paper_resnet44": ("z2", "p4m")}
 PAPER_AUGMENTS = ("none", "crop_flip")  # the table's columns C10 and C10+
+# The paper's Table 1 (rotated MNIST): Z2CNN, P4CNN (and its p4m version, beyond the paper), P4CNN-RP.
+ROTMNIST_TABLE = {"paper_rotmnist_z2cnn": ("z2",), "paper_rotmnist": ("p4", "p4m"), "paper_rotmnist_rp": ("p4",)}
 FOLDER = "cifar_folder"
 # Training and test images of the CIFAR layout (cifar10 and cifar100 alike). The data module reads the
 # counts from the files it loads and holds no constant for them; a sweep must be sized before any download.
@@ -78,6 +79,10 @@ SWEEPS = {sweep.name: sweep for sweep in (
           {None: ("z2", "p4", "p4m")}, data=None, seeds=(0, 1), augments=None, train_sizes=(100, 300, None),
           equal_steps=True, epochs=20, launcher=None, needs_gpu=False, sweep_dir="multirun/demo",
           out="results/latest/demo", record="results/demo"),
+    # Table 1 on MNIST-rot: five repeats as the reference code; a CPU runs it in hours (projected in the README).
+    Sweep("rotmnist", "the paper's Table 1 on MNIST-rot: Z2CNN, P4CNN (+ p4m), P4CNN-RP (CPU: hours)",
+          ROTMNIST_TABLE, data=None, seeds=(0, 1, 2, 3, 4), augments=None, needs_gpu=False,
+          sweep_dir="multirun/rotmnist", out="results/rotmnist"),
 )}
 
 
@@ -115,8 +120,13 @@ class DataSize(NamedTuple):
 
 @functools.cache
 def data_size(dataset: str, image_size: int | None = None) -> DataSize:
-    """:class:`DataSize` of an official data set (``cifar10``, ``cifar100``: 32x32 whatever ``image_size``)
-    or of ``digits_rot`` at ``image_size``."""
+    """:class:`DataSize` of an official data set (``cifar10``, ``cifar100``: 32x32 whatever ``image_size``;
+    ``mnist_rot``) or of ``digits_rot`` at ``image_size``."""
+    if dataset == "mnist_rot":
+        from repro.data import mnist_rot
+        rows = mnist_rot.OFFICIAL_ROWS
+        side = mnist_rot.IMAGE_SIDE
+        return DataSize(rows[mnist_rot.TRAIN_FILE], rows[mnist_rot.TEST_FILE], mnist_rot.NUM_CLASSES, (1, side, side))
     if dataset == "digits_rot":
         from repro.data.digits import load_digits_rot
         train_x, _, test_x, _, classes = load_digits_rot(int(image_size))
@@ -189,12 +199,12 @@ class SweepPlan:
 
 
 def model_macs(arch: str, group: str, data: str, cfg: Any = None) -> int:
-    """MACs per image of ``arch``/``group`` as its recipe ``cfg`` (default: ``paper_<arch>``) builds it
-    (width, model overrides), at the input size of ``data`` (cifar10, cifar100 or digits_rot)."""
+    """MACs per image of network ``arch``/``group`` as its recipe ``cfg`` (default: ``paper_<arch>``) builds
+    its model (width, model overrides), at the input size of ``data`` (cifar10, cifar100, mnist_rot or digits_rot)."""
     import models
     cfg = paper_recipe(arch) if cfg is None else cfg
     size = data_size(data, cfg.data.get("image_size"))
-    model = models.build_model(arch, group, num_classes=size.classes, in_channels=size.shape[0],
+    model = models.build_model(cfg.model.name, group, num_classes=size.classes, in_channels=size.shape[0],
                                width=cfg.model.width, **dict(cfg.model.overrides))
     return int(models.count_macs(model, input_shape=size.shape))
 
@@ -209,8 +219,10 @@ def sweep_macs(plan: SweepPlan, macs_of: Callable[[str, str, str], int] | None =
                  for arch, groups in plan.networks.items() for group in groups}
     total = 0
     for arch, group, _, size, _ in plan.jobs():
-        seen = plan.epochs[arch] * (full if size is None or plan.equal_steps else size)
-        total += run_macs(seen, plan.epochs[arch] * test, per_image[arch, group])
+        epochs = plan.epochs[arch]
+        seen = epochs * (full if size is None or plan.equal_steps else size)
+        evaluated = math.ceil(epochs / int(recipe(plan.experiments[arch]).eval_every))  # and always the last
+        total += run_macs(seen, evaluated * test, per_image[arch, group])
     return total
 
 
@@ -227,7 +239,7 @@ def estimate_text(plan: SweepPlan, total_macs: int, macs_per_s: float) -> str:
     return (f"Sweep: {runs} training runs on {plan.data} ({networks}; augment {'/'.join(plan.augments)}; "
             f"seeds {','.join(map(str, plan.seeds))}; epochs {epochs}{sizes}).\n"
             f"Estimated work: {total_macs:.2e} multiply-accumulates "
-            f"({TRAIN_PASSES} x training images seen + epochs x test images, x MACs per image).\n"
+            f"({TRAIN_PASSES} x training images seen + evaluated epochs x test images, x MACs per image).\n"
             f"Estimated wall time on this machine's CPU: about {format_duration(seconds)} "
             f"({format_duration(seconds / runs)} per run on average) "
             f"(measured matmul throughput {macs_per_s / 1e9:.1f} GMAC/s x assumed efficiency "
@@ -298,9 +310,14 @@ class UserValues:
     overrides: tuple[str, ...] = ()
 
 
+def network_name(experiment: str | None) -> str:
+    """A sweep's name for the network a preset trains: the preset without ``paper_`` (no preset: its model)."""
+    return experiment.removeprefix("paper_") if experiment else str(recipe(None).model.name)
+
+
 def make_plan(sweep: Sweep, values: UserValues = UserValues()) -> SweepPlan:
     """The :class:`SweepPlan` of ``sweep`` with the user's ``values``; ValueError on a bad value."""
-    by_arch = {recipe(experiment).model.name: (experiment, groups) for experiment, groups in sweep.experiments.items()}
+    by_arch = {network_name(experiment): (experiment, groups) for experiment, groups in sweep.experiments.items()}
     archs = _items(values.networks) if values.networks else list(by_arch)
     for arch in archs:
         check_choice("network", arch, list(by_arch))

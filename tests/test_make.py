@@ -1,4 +1,5 @@
 """The make targets a user runs first: `make demo` (reduced here, full as a slow test)."""
+import csv
 import os
 import subprocess
 from pathlib import Path
@@ -28,7 +29,8 @@ def planned(*args: str) -> list[str]:
 
 @pytest.mark.parametrize("target, sweep", [("demo", "demo"), ("reproduce-table", "table"),
                                            ("reproduce-data-efficiency", "data-efficiency"),
-                                           ("reproduce-rot-flip", "rot-flip")])
+                                           ("reproduce-rot-flip", "rot-flip"),
+                                           ("reproduce-rotmnist", "rotmnist")])
 def test_sweep_targets_call_the_one_entry_point(target, sweep):
     [command] = planned(target)
     assert f"scripts/sweep.py {sweep} " in command
@@ -49,6 +51,26 @@ def test_make_demo_at_reduced_size(tmp_path):
     assert len(list((tmp_path / "multirun").rglob("result.json"))) == 6
     check_demo_outputs(tmp_path / "results", runs=6)
     assert "Beside the committed record results/demo" in done.stdout  # sizes 50 and full: only full is in both
+
+
+@pytest.mark.slow  # about a minute: three multiruns, four runs, the report
+def test_make_reproduce_rotmnist_end_to_end_on_an_mnist_rot_format_folder(tmp_path, tiny_mnist_rot):
+    """Table 1's sweep (every network, the presets' recipes) on a tiny MNIST-rot-format folder: the
+    report holds every network beside the paper's number, and no Δ, since one epoch is not the recipe."""
+    tiny_mnist_rot(n_train=40, n_test=20)
+    done = make("reproduce-rotmnist", "SEEDS=0", "EPOCHS=1", "DEVICE=cpu", f"SWEEP_DIR={tmp_path}/multirun",
+                f"TABLE_OUT={tmp_path}/rotmnist", f"ARGS=data.root={tmp_path} data.verify_checksums=false")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.index("Estimated wall time") < done.stdout.index("scripts/train.py")  # the projection first
+    assert len(list((tmp_path / "multirun").rglob("result.json"))) == 4  # Z2CNN, P4CNN, P4MCNN, P4CNN-RP
+    with open(tmp_path / "rotmnist" / "table.csv", newline="") as f:
+        rows = {(row["model"], row["group"]): row for row in csv.DictReader(f)}
+    paper = {(net, group): row["paper_test_error"] for (net, group), row in rows.items()}
+    assert paper == {("rotmnist_cnn", "z2"): "5.03", ("rotmnist_cnn", "p4"): "2.28",
+                     ("rotmnist_cnn_rp", "p4"): "3.21", ("rotmnist_cnn", "p4m"): ""}
+    assert all(row["diff_vs_paper"] == "" and row["paper_recipe_keys"] in ("epochs", "") for row in rows.values())
+    table = (tmp_path / "rotmnist" / "table.md").read_text()
+    assert all(name in table for name in ("Z2CNN (rotmnist_cnn)", "P4CNN (rotmnist_cnn)", "P4CNN-RP", "MNIST-rot"))
 
 
 @pytest.mark.slow

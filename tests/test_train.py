@@ -465,3 +465,16 @@ def test_eval_every_at_its_default_leaves_every_existing_identity_unchanged(tmp_
     assert identity_hash({**config, "eval_every": 25}) != identity_hash(config)
     with pytest.raises(ConfigError, match="eval_every=0 is not valid"):
         load_config(compose_config(tiny(tmp_path, "eval_every=0")))
+
+
+def test_the_table1_preset_trains_on_an_mnist_rot_format_folder(tmp_path, tiny_mnist_rot):
+    """``experiment=paper_rotmnist`` end to end on a tiny folder: its cadence evaluates only the last of
+    two epochs, and the record names the preset's network, data and augmentation."""
+    tiny_mnist_rot(n_train=40, n_test=20)
+    result = run(compose_config(["experiment=paper_rotmnist", f"data.root={tmp_path}", "data.verify_checksums=false",
+                                 "epochs=2", "logger=none", "robustness=false"]), run_dir=tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert ["test_error" in row for row in rows] == [False, True]
+    assert (result["model"], result["group"], result["data"], result["augment"], result["n_train"]) == \
+        ("rotmnist_cnn", "p4", "mnist_rot", "reference_rotation", 40)
+    assert result["params"] == 24_680 and result["equivariance_error"] < 1e-4

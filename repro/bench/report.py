@@ -18,6 +18,7 @@ from repro.device import describe_machine
 from repro.io import write_json, write_text
 from repro.markdown import markdown_table
 
+from .epoch import epoch_section
 from .training import peak_bf16_tflops
 
 SECTIONS = ("layers", "training", "compile", "e2e")   # the benchmark's, carried over by --merge
@@ -229,7 +230,7 @@ def _e2e_section(e2e: Mapping) -> str:
 # a report's sections, in this order, each rendered when the results hold it
 RENDERERS: dict[str, Callable[[Any], str]] = {
     "layers": _layer_section, "training": _training_section, "projection": _projection_section,
-    "runs": _runs_section, "compile": _compile_section, "e2e": _e2e_section}
+    "runs": _runs_section, "compile": _compile_section, "e2e": _e2e_section, "epoch": epoch_section}
 MACHINE_KEYS = ("device_name", "device", "hostname", "cpu_model", "cpu_count", "torch_threads", "torch_version",
                 "cuda_version", "cudnn_version", "python_version", "platform", "git_commit", "escnn_version",
                 "peak_bf16_tflops", "started_utc", "wall_s", "command")

@@ -36,15 +36,21 @@ LATEX = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r
                        "Δ": r"$\Delta$", "–": "--", "−": "-", "≠": r"$\neq$", "≤": r"$\leq$"})
 
 
-def network_name(model: Any) -> str:
-    """Display name of a model registry name (unknown names unchanged)."""
-    return NETWORK_NAMES.get(model, str(model))
+DATA_NAMES = {"mnist_rot": "MNIST-rot"}  # display names of data sets that CIFAR's upper-casing does not give
+
+
+def network_name(model: Any, group: Any = None) -> str:
+    """Display name of a model registry name (unknown names unchanged); with ``group``, the paper's own
+    name of that network where it has one (``rotmnist_cnn`` on z2: ``Z2CNN (rotmnist_cnn)``)."""
+    import models
+    paper = models.paper_name(model, group) if group is not None and model in models.list_models() else None
+    return f"{paper} ({model})" if paper else NETWORK_NAMES.get(model, str(model))
 
 
 def column_label(data: str, augment: str, train_size: Any = None, show_size: bool = False) -> str:
     """``CIFAR10`` (no augmentation), ``CIFAR10+`` (crop_flip), ``CIFAR10 rot_flip``, ``digits_rot``;
     with ``show_size``: ``digits_rot, 100 train`` or ``, full``."""
-    base = str(data).upper() if str(data).startswith("cifar") else str(data)
+    base = str(data).upper() if str(data).startswith("cifar") else DATA_NAMES.get(str(data), str(data))
     if augment == "crop_flip":
         base += "+"
     elif augment not in ("none", None):
@@ -126,7 +132,7 @@ def _section(data: str, section: pd.DataFrame) -> Section:
     rows = []
     by_row = sort_cells(section, (*ROW_FIELDS, "augment", "train_size"))
     for (model, group, budget, variant), row_cells in group_rows(by_row, ROW_FIELDS).items():
-        row = [network_name(model), str(group), str(budget)] + ([variant or "–"] if any_variant else []) \
+        row = [network_name(model, group), str(group), str(budget)] + ([variant or "–"] if any_variant else []) \
             + [format_params(row_cells["params"].iloc[0])]
         if any_paper_params:
             row.append(format_params(next(iter(row_cells["paper_params"].dropna()), None)))
