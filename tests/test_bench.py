@@ -394,3 +394,18 @@ def test_layer_pair_and_plain_twin_are_exact_on_cuda() -> None:
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64, device=cuda)
     torch.testing.assert_close(plain.plain_twin(model)(x), model(x), rtol=0, atol=1e-10)
     assert math.isfinite(dev.describe_machine(cuda)["gpu_memory_bytes"])
+
+
+def test_the_epoch_bench_times_every_table1_network_and_writes_its_record(tmp_path):
+    """The epoch bench at toy sizes (compile off): a row per network with positive timings, the ratio
+    computed from them, and a report whose targets name each network."""
+    from repro.bench.epoch import rotmnist_networks, run_epoch_bench
+    assert list(rotmnist_networks()) == ["Z2CNN", "P4CNN", "P4MCNN", "P4CNN-RP"]
+    results = run_epoch_bench(tmp_path, "test", networks=["P4CNN"], n_train=64, n_test=32, with_compile=False,
+                              log=lambda line: None)
+    [row] = results["epoch"]
+    assert row["bare_epoch_s"] > 0 and row["train_s"] > 0 and row["eval_every"] == 25
+    assert row["ratio"] == pytest.approx((row["train_s"] + row["eval_s"] / 25) / row["bare_epoch_s"])
+    assert "P4CNN: trainer epoch vs bare loop" in (tmp_path / "cpu-rotmnist-epoch.md").read_text()
+    with pytest.raises(ValueError, match="network='P5CNN' is not valid"):
+        run_epoch_bench(tmp_path, "test", networks=["P5CNN"])

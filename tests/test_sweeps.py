@@ -67,11 +67,12 @@ def test_plan_rejects_bad_values():
 
 def test_recipe_epochs_come_from_the_composed_experiment_configs():
     from repro.train import compose_config
-    for arch in ("allcnnc", "resnet44", "resnet26"):
+    for arch in ("allcnnc", "resnet44", "resnet26", "rotmnist", "rotmnist_z2cnn"):
         assert sweeps.recipe_epochs(arch) == compose_config([f"experiment=paper_{arch}"]).epochs
     assert sweeps.recipe_epochs("allcnnc") == 350  # Springenberg et al.'s schedule, configs/experiment/
-    with pytest.raises(ValueError, match="experiment='paper_rotmnist' is not valid"):  # no such preset
-        sweeps.recipe_epochs("rotmnist")
+    assert (sweeps.recipe_epochs("rotmnist_z2cnn"), sweeps.recipe_epochs("rotmnist")) == (300, 100)  # reference code
+    with pytest.raises(ValueError, match="experiment='paper_mnist' is not valid"):  # no such preset
+        sweeps.recipe_epochs("mnist")
 
 
 def test_model_macs_are_those_of_the_model_the_paper_recipe_builds():
@@ -226,3 +227,16 @@ def test_data_sizes_come_from_the_data_module():
     assert sweeps.data_size("cifar100") == (50_000, 10_000, 100, (3, 32, 32))
     digits = sweeps.data_size("digits_rot", 16)
     assert (digits.train, digits.classes, digits.shape) == (1000, 10, (1, 16, 16))
+
+
+def test_the_rotmnist_sweep_is_table_1_on_mnist_rot_with_five_seeds():
+    plan = sweeps.make_launch("rotmnist").plan
+    assert plan.networks == {"rotmnist_z2cnn": ("z2",), "rotmnist": ("p4", "p4m"), "rotmnist_rp": ("p4",)}
+    assert plan.seeds == (0, 1, 2, 3, 4) and plan.data == "mnist_rot" and len(plan.jobs()) == 20
+    assert sweeps.data_size("mnist_rot") == (12_000, 50_000, 10, (1, 28, 28))
+    # the cost model counts the evaluated epochs only: 300 / 25 and 100 / 25 test passes
+    tested = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sweeps, "run_macs", lambda seen, test, macs: tested.append(test) or 0)
+        sweeps.sweep_macs(plan, macs_of=lambda *_: 1)
+    assert sorted(set(tested)) == [4 * 50_000, 12 * 50_000]

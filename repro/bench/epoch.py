@@ -84,6 +84,9 @@ def trainer_epoch(overrides: Sequence[str], n_train: int, eval_every: int, work_
             "run_1_epoch_s": short, "run_2_epochs_s": long}
 
 
+COMPILE_KEYS = ("eager_step_s", "compiled_step_s", "compile_s", "compiled_speedup")
+
+
 def compile_speedup(model_factory: Callable[[], torch.nn.Module], x: torch.Tensor, y: torch.Tensor,
                     rounds: int = 5) -> dict[str, float]:
     """Median seconds of one bare training step, eager and compiled (inductor), timed interleaved
@@ -103,10 +106,11 @@ def compile_speedup(model_factory: Callable[[], torch.nn.Module], x: torch.Tenso
             "compiled_speedup": eager_s / compiled_s}
 
 
-def measure_preset(name: str, overrides: Sequence[str], work_dir: Path, *, bare_epochs: int = 2,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
-    """One network: the trainer's epoch at its preset's cadence, the bare loop's (median of
-    ``bare_epochs`` after a warm-up epoch), their ratio, and the compiled step's speed-up."""
+def measure_preset(name: str, overrides: Sequence[str], work_dir: Path, *, bare_epochs_before: int = 1,
+                   with_compile: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """One network: the trainer's epoch at its preset's cadence, the bare loop's (median of its epochs:
+    ``bare_epochs_before`` after a warm-up epoch, then one after the trainer's runs), their ratio, and the
+    compiled step's speed-up."""
     import models
     from repro.data import build_data
     from repro.train import compose_config, load_config
@@ -124,22 +128,27 @@ def measure_preset(name: str, overrides: Sequence[str], work_dir: Path, *, bare_
     model = build()
     optimizer = build_option("optim", config.optim, params=model.parameters())
     augment = build_option("augment", config.augment)
-    bare = bare_loop_epochs(model, data.train_x, data.train_y, config.batch_size, optimizer, augment,
-                            1 + bare_epochs, seed=config.seed)[1:]
-    log(f"  {name}: bare loop epochs {', '.join(f'{s:.1f}' for s in bare)} s")
+
+    def bare_epochs(epochs: int, seed: int) -> list[float]:
+        return bare_loop_epochs(model, data.train_x, data.train_y, config.batch_size, optimizer, augment, epochs,
+                                seed)
+
+    bare = bare_epochs(1 + bare_epochs_before, config.seed)[1:]  # after a warm-up epoch
     trainer = trainer_epoch(overrides, len(data.train_y), config.eval_every, work_dir / name)
-    log(f"  {name}: trainer epoch {trainer['train_s']:.1f} s + evaluation {trainer['eval_s']:.1f} s "
-        f"every {config.eval_every}")
+    bare += bare_epochs(1, config.seed + 1)  # once more after the trainer: drift of the machine cancels
+    log(f"  {name}: bare loop epochs {', '.join(f'{s:.1f}' for s in bare)} s; trainer epoch "
+        f"{trainer['train_s']:.1f} s + evaluation {trainer['eval_s']:.1f} s every {config.eval_every}")
     batch = data.train_x[: config.batch_size], data.train_y[: config.batch_size]
-    compiled = compile_speedup(build, *batch)
+    compiled = compile_speedup(build, *batch) if with_compile else dict.fromkeys(COMPILE_KEYS)
     bare_s = statistics.median(bare)
     row = {"network": name, "overrides": list(overrides), "model": config.model.name, "group": config.group.name,
            "epochs": config.epochs, "eval_every": config.eval_every, "batch_size": config.batch_size,
            "n_train": len(data.train_y), "n_test": len(data.test_y), "bare_epoch_s": bare_s,
            "bare_samples_s": bare, **trainer, "ratio": trainer["epoch_s"] / bare_s, **compiled,
            "projected_run_s": config.epochs * trainer["epoch_s"]}
-    log(f"  {name}: ratio {row['ratio']:.3f}x, compiled step {compiled['compiled_speedup']:.2f}x eager "
-        f"(compile {compiled['compile_s']:.0f} s), projected run {row['projected_run_s'] / 3600:.2f} h")
+    log(f"  {name}: ratio {row['ratio']:.3f}x, projected run {row['projected_run_s'] / 3600:.2f} h"
+        + (f", compiled step {compiled['compiled_speedup']:.2f}x eager (compile {compiled['compile_s']:.0f} s)"
+           if with_compile else ""))
     return row
 
 
@@ -153,7 +162,8 @@ EPOCH_NOTE = ("Synthetic MNIST-rot-format data, {n_train:,} train and {n_test:,}
 
 
 def run_epoch_bench(out_dir: str | Path, command: str, *, networks: Sequence[str] | None = None,
-                    n_train: int = 12_000, n_test: int = 50_000, log: Callable[[str], None] = print) -> dict:
+                    n_train: int = 12_000, n_test: int = 50_000, with_compile: bool = True,
+                    log: Callable[[str], None] = print) -> dict:
     """Measure the :func:`rotmnist_networks` named in ``networks`` (None: all) on a synthetic folder of
     the given sizes; write ``<out_dir>/<device>-rotmnist-epoch.md`` and ``.json`` after each network."""
     import tempfile
@@ -183,7 +193,8 @@ def run_epoch_bench(out_dir: str | Path, command: str, *, networks: Sequence[str
         data = [f"data.root={root}", "data.verify_checksums=false", "device=cpu"]
         for name in networks:
             log(f"{name} ({' '.join(table[name])})")
-            results["epoch"].append(measure_preset(name, (*table[name], *data), Path(tmp) / "work", log=log))
+            results["epoch"].append(measure_preset(name, (*table[name], *data), Path(tmp) / "work",
+                                                   with_compile=with_compile, log=log))
             write_report(results, out_dir, f"{device_slug(device)}-rotmnist-epoch", targets=targets, measure=measure)
     return results
 
@@ -195,8 +206,8 @@ def epoch_section(rows: Sequence[dict]) -> str:
               "trainer at cadence s", "ratio", "compiled step vs eager", "compile s", "projected run h"]
     body = [[r["network"], " ".join(r["overrides"][:2]), r["epochs"], r["eval_every"],
              f"{r['bare_epoch_s']:.2f}", f"{r['train_s']:.2f}", f"{r['eval_s']:.2f}", f"{r['epoch_s']:.2f}",
-             f"{r['ratio']:.3f}x",
-             f"{r['compiled_speedup']:.2f}x", f"{r['compile_s']:.0f}", f"{r['projected_run_s'] / 3600:.2f}"]
+             f"{r['ratio']:.3f}x", "-" if r["compiled_speedup"] is None else f"{r['compiled_speedup']:.2f}x",
+             "-" if r["compile_s"] is None else f"{r['compile_s']:.0f}", f"{r['projected_run_s'] / 3600:.2f}"]
             for r in rows]
     return ("## Epoch time\n\nPer network at the batch of its preset. `ratio` = trainer at cadence / bare epoch. "
             "`compiled step vs eager` > 1 means torch.compile (inductor) trains faster on this CPU. "
