@@ -230,6 +230,8 @@ def estimate_text(plan: SweepPlan, total_macs: int, macs_per_s: float) -> str:
     """The human-readable estimate printed before the sweep."""
     seconds = cpu_seconds(total_macs, macs_per_s)
     runs = len(plan.jobs())
+    every_epoch = all(int(recipe(e).eval_every) == 1 for e in plan.experiments.values())
+    tested = "epochs" if every_epoch else "evaluated epochs"
     networks = ", ".join(f"{arch}: {'/'.join(groups)}" for arch, groups in plan.networks.items())
     epochs = ", ".join(f"{arch} {n}" for arch, n in plan.epochs.items())
     sizes = ""
@@ -239,7 +241,7 @@ def estimate_text(plan: SweepPlan, total_macs: int, macs_per_s: float) -> str:
     return (f"Sweep: {runs} training runs on {plan.data} ({networks}; augment {'/'.join(plan.augments)}; "
             f"seeds {','.join(map(str, plan.seeds))}; epochs {epochs}{sizes}).\n"
             f"Estimated work: {total_macs:.2e} multiply-accumulates "
-            f"({TRAIN_PASSES} x training images seen + evaluated epochs x test images, x MACs per image).\n"
+            f"({TRAIN_PASSES} x training images seen + {tested} x test images, x MACs per image).\n"
             f"Estimated wall time on this machine's CPU: about {format_duration(seconds)} "
             f"({format_duration(seconds / runs)} per run on average) "
             f"(measured matmul throughput {macs_per_s / 1e9:.1f} GMAC/s x assumed efficiency "
