@@ -468,3 +468,18 @@ def test_eval_every_at_its_default_leaves_every_existing_identity_unchanged(tmp_
     assert identity_hash({**config, "eval_every": 25}) != identity_hash(config)
     with pytest.raises(ConfigError, match="eval_every=0 is not valid"):
         load_config(compose_config(tiny(tmp_path, "eval_every=0")))
+
+
+def test_mnist_rot_files_a_download_brings_are_recorded_by_content_and_the_run_resumes(tmp_path, monkeypatch):
+    """Unchecked MNIST-rot files absent at launch are fingerprinted once downloaded, so the record names
+    them (data.content) and the same command then finds the run finished, not a different experiment."""
+    from repro.data import mnist_rot
+    from repro.train.identity import data_fingerprint
+
+    monkeypatch.setattr(mnist_rot, "download_mnist_rot", lambda root, verify_checksums: (
+        mnist_rot.write_mnist_rot_folder(root, n_train=40, n_test=20)))
+    overrides = ["data=mnist_rot", f"data.root={tmp_path / 'data'}", "data.verify_checksums=false", "epochs=1",
+                 "batch_size=20", "model.width=0.3", "equivariance_images=4", "robustness=false", "logger=none"]
+    first = run(compose_config(overrides), run_dir=tmp_path / "run")
+    assert first["config"]["data"]["content"] == data_fingerprint(first["config"]["data"]) is not None
+    assert run(compose_config(overrides), run_dir=tmp_path / "run")["identity"] == first["identity"]

@@ -167,6 +167,7 @@ class Trainer:
             self.epoch = int(checkpoint["epoch"]) + 1
         seed_everything(self.config.seed)
         self.state = setup(self.config, self.ctx)
+        self.config_dict = recorded_config(self.config)  # data.content of files a download just brought
         done = self.restore(checkpoint) if checkpoint is not None else 0
         if self.ctx.is_main:
             write_json(self.run_dir / CONFIG, self.config_dict)
