@@ -7,7 +7,8 @@ Families: :mod:`models.allcnnc` (All-CNN-C), :mod:`models.resnet`
 (pre-activation ResNet44/26, ``head="invariant"|"reference"``), :mod:`models.rotmnist`
 (the rotated-MNIST CNNs of Table 1, ``rotmnist_cnn`` and ``rotmnist_cnn_rp``, and the
 demo's ``rotmnist``); the registry in :mod:`models.registry`; costs and invariance in
-:mod:`models.complexity`; the model table in ``scripts/models.py``.
+:mod:`models.complexity`; the model table in :mod:`repro.models_table`
+(``scripts/models_table.py``).
 """
 from .allcnnc import AllCNNC
 from .complexity import count_macs, count_parameters, evaluating, invariance_error

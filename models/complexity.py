@@ -1,5 +1,6 @@
 """What a model costs and how invariant it is: parameters, multiply-accumulates, and the
-relative deviation of its logits under the group (the table is ``scripts/models.py``)."""
+relative deviation of its logits under the group (the table is
+:mod:`repro.models_table`, printed by ``scripts/models_table.py``)."""
 from __future__ import annotations
 
 import contextlib

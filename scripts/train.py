@@ -21,9 +21,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import repro.train  # noqa: E402  (also registers the run-folder resolvers)
-from repro.data import DataError  # noqa: E402
-from repro.train.stops import EXIT_BAD_INPUT, Interrupted, RunStopped  # noqa: E402
+import repro.train  # also registers the run-folder resolvers
+from repro.data import DataError
+from repro.train.stops import EXIT_BAD_INPUT, Interrupted, RunStopped
 
 STOPPED_JOBS: list[int] = []  # exit codes of the jobs of this process's sweep that stopped early
 

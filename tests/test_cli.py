@@ -24,7 +24,7 @@ SCRIPT = ROOT / "scripts" / "train.py"
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true",
            "WANDB_DIR": str(tmp_path), "HYDRA_FULL_ERROR": "0",
-           # submitit's workers unpickle the job before scripts/train.py can fix sys.path
+           # this checkout's packages, whichever copy is installed (submitit's workers too)
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.pop("GCNN_DATA_ROOT", None)
     return env

@@ -2,6 +2,7 @@
 (``optim=adamw`` is one file), schedules and run identity."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 
 from repro.data import DataConfig, build_data
 from repro.train import ConfigError, compose_config, config_groups, load_config, to_dict
-from repro.train.config import CONFIG_DIR
+from repro.train.config import CONFIG_DIR, recorded_config
 from repro.train.identity import identity_diff, identity_hash, identity_items
 from repro.train.optim import build_optimizer, build_scheduler
 
@@ -170,6 +171,25 @@ def test_identity_leaves_out_location_keys_only():
     items = identity_items(base)
     assert "data.root" not in items and "logger.name" not in items and items["seed"] == 0
     assert items["data.preprocess"] == "standardize" and "optim.betas" in items
+
+
+def test_mnist_rot_format_files_unchecked_are_named_by_their_bytes(tmp_path, tiny_mnist_rot):
+    """With data.verify_checksums=false (subsets, your own files) two MNIST-rot-format folders are two
+    experiments and a moved folder is the same one; checked, the official files are named by data.name."""
+    def identity(root: Path, *extra: str) -> str:
+        overrides = ["data=mnist_rot", f"data.root={root}", *extra]
+        return identity_hash(recorded_config(load_config(compose_config(overrides))))
+
+    unchecked = "data.verify_checksums=false"
+    tiny_mnist_rot(root=tmp_path / "a", seed=0)
+    tiny_mnist_rot(root=tmp_path / "b", seed=1)
+    a = identity(tmp_path / "a", unchecked)
+    assert a != identity(tmp_path / "b", unchecked)
+    shutil.move(tmp_path / "a", tmp_path / "moved")
+    assert identity(tmp_path / "moved", unchecked) == a
+    shutil.move(tmp_path / "moved" / "mnist_rotation_new", tmp_path / "flat")  # the files in data.root itself
+    assert identity(tmp_path / "flat", unchecked) == a
+    assert identity(tmp_path / "flat") == identity(tmp_path / "b") == identity(tmp_path / "missing", unchecked)
 
 
 def test_data_config_is_typed_and_validated_once(monkeypatch):

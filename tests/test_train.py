@@ -15,15 +15,9 @@ from repro.train import ConfigError, compose_config, load_config, run
 from repro.train.distributed import setup as dist_setup
 from repro.train.measure import P4M_ELEMENT_NAMES
 from repro.train.reproducible import epoch_batches, global_batches
-from repro.train.run_folder import CHECKPOINT, PREVIOUS
+from repro.train.run_folder import (CHECKPOINT, METRIC_KEYS, PREVIOUS, RESULT_COMMON_KEYS, RESULT_OPTIONAL_KEYS,
+                                    RESULT_REQUIRED_KEYS, load_result)
 from repro.train.trainer import Trainer, setup
-
-METRIC_KEYS = {"epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "epoch_time_s",
-               "images_per_s"}
-RESULT_KEYS = {"status", "model", "group", "augment", "data", "train_size", "seed", "epochs",
-               "final_test_error", "best_test_error", "best_epoch", "final_train_loss", "params", "macs",
-               "equivariance_error", "equivariance_group", "config", "git_commit", "torch_version",
-               "device", "wall_time_s", "identity", "steps", "robustness"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -73,13 +67,14 @@ def test_run_writes_metrics_result_and_checkpoint(tmp_path, capsys):
 
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2]
-    assert all(METRIC_KEYS <= set(row) for row in rows)
+    assert all(set(METRIC_KEYS) <= set(row) for row in rows)
     assert all(0 <= row["test_error"] <= 100 and 0 <= row["train_error"] <= 100 for row in rows)
     assert (run_dir / "metrics.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
 
     saved = json.loads((run_dir / "result.json").read_text())
     assert saved == json.loads(json.dumps(result))
-    assert RESULT_KEYS <= set(saved)
+    # the writer and run_folder's key lists (what the readers rely on) cannot drift apart
+    assert {*RESULT_REQUIRED_KEYS, *RESULT_OPTIONAL_KEYS, *RESULT_COMMON_KEYS, "torch_version"} <= set(saved)
     assert saved["status"] == "finished" and saved["final_test_error"] == rows[-1]["test_error"]
     assert saved["best_test_error"] == min(row["test_error"] for row in rows)
     assert (saved["model"], saved["group"], saved["data"], saved["train_size"]) == ("rotmnist", "p4", "digits_rot", 50)
@@ -99,6 +94,11 @@ def test_run_writes_metrics_result_and_checkpoint(tmp_path, capsys):
     previous = torch.load(run_dir / PREVIOUS, weights_only=False)
     assert (checkpoint["epoch"], previous["epoch"]) == (2, 1)
     assert {"model", "optimizer", "scheduler", "scaler", "config", "history"} <= set(checkpoint)
+
+
+def test_run_fields_are_the_keys_run_folder_declares_for_every_record(tmp_path):
+    trainer = Trainer(load_config(compose_config(tiny(tmp_path))), tmp_path / "run", dist_setup("cpu"))
+    assert tuple(trainer.run_fields()) == RESULT_COMMON_KEYS
 
 
 def test_a_finished_run_is_not_redone(tmp_path, capsys):
@@ -163,8 +163,11 @@ def test_a_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys, d
 def test_a_corrupt_result_is_redone_from_the_last_checkpoint(tmp_path, capsys):
     first = run(compose_config(tiny(tmp_path, "epochs=1")), run_dir=tmp_path / "run")
     (tmp_path / "run" / "result.json").write_text('{"status": "fini')
+    capsys.readouterr()
     again = run(compose_config(tiny(tmp_path, "epochs=1")), run_dir=tmp_path / "run")
-    assert "result.json is corrupt (JSONDecodeError)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "result.json: corrupt result.json (" in err and "; redoing the final evaluation" in err
+    assert len(err.strip().splitlines()) == 1
     assert again["final_test_error"] == first["final_test_error"]
     assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "finished"
 
@@ -367,7 +370,6 @@ def nan_at(monkeypatch, call: int) -> list:
 def test_the_first_nonfinite_loss_stops_the_run_naming_epoch_and_step(tmp_path, monkeypatch):
     from repro.report import collect_runs
     from repro.train import Diverged
-    from repro.train.run_folder import read_status
 
     run_dir = tmp_path / "runs" / "run"
     nan_at(monkeypatch, 4 + 3)  # 4 steps per epoch: epoch 2, step 3 (found at the epoch-end check)
@@ -376,9 +378,10 @@ def test_the_first_nonfinite_loss_stops_the_run_naming_epoch_and_step(tmp_path, 
     message = str(info.value)
     assert message.startswith("diverged at epoch 2, step 3 of 4: training loss nan; lower optim.lr or set grad_clip")
     assert info.value.exit_code == 3 and "\n" not in message
-    status = read_status(run_dir)
+    status = load_result(run_dir)
     assert (status["status"], status["epoch"], status["step"], status["loss"]) == ("diverged", 2, 3, "nan")
     assert status["reason"] == "diverged at epoch 2, step 3 of 4: training loss nan"
+    assert set(status) == {*RESULT_COMMON_KEYS, "status", "epoch", "step", "global_step", "loss", "reason"}
     assert torch.load(run_dir / CHECKPOINT, weights_only=False)["epoch"] == 1  # the diverged epoch is not saved
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
     with pytest.raises(Diverged, match="diverged at epoch 2, step 3 of 4: .*; not retrained: change optim.lr"):
@@ -478,3 +481,18 @@ def test_the_table1_preset_trains_on_an_mnist_rot_format_folder(tmp_path, tiny_m
     assert (result["model"], result["group"], result["data"], result["augment"], result["n_train"]) == \
         ("rotmnist_cnn", "p4", "mnist_rot", "reference_rotation", 40)
     assert result["params"] == 24_680 and result["equivariance_error"] < 1e-4
+
+
+def test_mnist_rot_files_a_download_brings_are_recorded_by_content_and_the_run_resumes(tmp_path, monkeypatch):
+    """Unchecked MNIST-rot files absent at launch are fingerprinted once downloaded, so the record names
+    them (data.content) and the same command then finds the run finished, not a different experiment."""
+    from repro.data import mnist_rot
+    from repro.train.identity import data_fingerprint
+
+    monkeypatch.setattr(mnist_rot, "download_mnist_rot", lambda root, verify_checksums: (
+        mnist_rot.write_mnist_rot_folder(root, n_train=40, n_test=20)))
+    overrides = ["data=mnist_rot", f"data.root={tmp_path / 'data'}", "data.verify_checksums=false", "epochs=1",
+                 "batch_size=20", "model.width=0.3", "equivariance_images=4", "robustness=false", "logger=none"]
+    first = run(compose_config(overrides), run_dir=tmp_path / "run")
+    assert first["config"]["data"]["content"] == data_fingerprint(first["config"]["data"]) is not None
+    assert run(compose_config(overrides), run_dir=tmp_path / "run")["identity"] == first["identity"]

@@ -7,10 +7,10 @@ importing this package needs neither Hydra nor wandb.
 """
 from .config import ConfigError, TrainConfig, compose_config, config_groups, load_config, to_dict, validate
 from .measure import equivariance_group, measure_equivariance
-from .run_folder import read_result, read_status
+from .run_folder import RunFileWarning, load_metrics, load_result
 from .stops import Diverged, DiskFull, Interrupted, RunLocked, RunStopped
 from .trainer import Trainer, run
 
 __all__ = ["run", "Trainer", "TrainConfig", "ConfigError", "load_config", "validate", "to_dict", "compose_config",
-           "config_groups", "read_result", "read_status", "equivariance_group", "measure_equivariance",
-           "RunStopped", "RunLocked", "Diverged", "DiskFull", "Interrupted"]
+           "config_groups", "load_result", "load_metrics", "RunFileWarning", "equivariance_group",
+           "measure_equivariance", "RunStopped", "RunLocked", "Diverged", "DiskFull", "Interrupted"]

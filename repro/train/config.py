@@ -15,7 +15,7 @@ from gcnn.validation import check_choice, check_int, check_number, invalid
 from repro.data import DataConfig
 from repro.device import AMP_DTYPES, AUTO_FLAGS, check_device_name
 
-from .identity import folder_fingerprint, identity_hash
+from .identity import data_fingerprint, identity_hash
 
 try:
     from omegaconf import OmegaConf
@@ -226,13 +226,14 @@ def to_dict(config: TrainConfig) -> dict:
 
 
 def recorded_config(config: TrainConfig) -> dict[str, Any]:
-    """What a run records and is identified by: :func:`to_dict` of ``config`` plus, for
-    ``cifar_folder``, ``data.content`` (:func:`repro.train.identity.folder_fingerprint`), so two
-    folders are two experiments; the other data sets are named exactly by ``data.name``."""
+    """What a run records and is identified by: :func:`to_dict` of ``config`` plus, for a user's own
+    files (``cifar_folder``; ``mnist_rot`` with ``verify_checksums`` off), ``data.content``
+    (:func:`repro.train.identity.data_fingerprint`), so two folders are two experiments; the other
+    data sets are named exactly by ``data.name``."""
     out = to_dict(config)
-    data = out["data"]
-    if data["name"] == "cifar_folder" and Path(str(data["root"])).is_dir():
-        data["content"] = folder_fingerprint(data["root"], data["format"])
+    content = data_fingerprint(out["data"])
+    if content is not None:
+        out["data"]["content"] = content
     return out
 
 

@@ -9,12 +9,13 @@ import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
+from repro.data import mnist_rot
 from repro.data.cifar_format import cifar_layout
 
 __all__ = ["LOCATION_KEYS", "NEW_KEY_DEFAULTS", "flatten", "identity_items", "identity_hash", "identity_diff",
-           "folder_fingerprint"]
+           "folder_fingerprint", "data_fingerprint"]
 
 # Keys (or whole sections) that never change a number: where the data lives and whether it is
 # fetched or checked, the device name, logging, progress display and the sweep's folder name.
@@ -56,15 +57,31 @@ def identity_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, t
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)}
 
 
-def folder_fingerprint(root: str | Path, data_format: str = "cifar10") -> str:
-    """Short hash of the names and bytes of a CIFAR-format folder's files (in its layout's
-    sub-folder if present; hidden entries such as ``.cache`` skipped): the identity of a
-    user's own data, which its path is not."""
-    folder = Path(root) / cifar_layout(data_format).folder
-    folder = folder if folder.is_dir() else Path(root)
-    files = sorted(p for p in folder.rglob("*") if p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+def folder_fingerprint(folder: str | Path, names: Iterable[str] | None = None) -> str:
+    """Short hash of the names (relative to ``folder``) and bytes of its files ``names``, or of every file
+    below it (hidden entries such as ``.cache`` skipped): the identity of a user's own data, which its path
+    is not."""
+    folder = Path(folder)
+    files = (sorted(folder / name for name in names) if names is not None else
+             sorted(p for p in folder.rglob("*") if p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(folder).parts)))
     return _hash_files(folder, tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+
+
+def data_fingerprint(data: Mapping[str, Any]) -> str | None:
+    """``data.content`` of a recorded data config: :func:`folder_fingerprint` of a user's own files, so two
+    folders are two experiments. ``cifar_folder``: every file in its layout's sub-folder (or ``root``);
+    ``mnist_rot`` with ``verify_checksums`` off (subsets, your own files): its two ``.amat`` files. None for
+    data named exactly by ``data.name`` (the official files, checked), and while the files are absent."""
+    root = Path(str(data["root"]))
+    if data["name"] == "cifar_folder" and root.is_dir():
+        folder = root / cifar_layout(data["format"]).folder
+        return folder_fingerprint(folder if folder.is_dir() else root)
+    if data["name"] == "mnist_rot" and not data["verify_checksums"]:
+        folder = mnist_rot.dataset_folder(root)
+        names = (mnist_rot.TRAIN_FILE, mnist_rot.TEST_FILE)
+        return None if mnist_rot.missing_files(folder) else folder_fingerprint(folder, names)
+    return None
 
 
 @functools.lru_cache(maxsize=8)

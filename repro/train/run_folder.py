@@ -29,22 +29,17 @@ CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
 LOCK = "train.lock"
-DIVERGED = "diverged"
 
-
-def read_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """``result.json`` of a finished run, or None (also when it is corrupt: a warning says so,
-    and the final evaluation is redone from the last checkpoint)."""
-    path = Path(run_dir) / RESULT
-    if not path.exists():
-        return None
-    try:
-        result = json.loads(path.read_text())
-    except ValueError as error:  # also UnicodeDecodeError
-        print(f"warning: {path} is corrupt ({type(error).__name__}); redoing the final evaluation "
-              "from the last checkpoint", file=sys.stderr, flush=True)
-        return None
-    return result if isinstance(result, dict) and result.get("status") == "finished" else None
+# The keys of result.json that readers rely on; FINISHED and DIVERGED are its statuses. Every record, finished
+# (Trainer.result) or diverged (record_diverged), holds RESULT_COMMON_KEYS, written by Trainer.run_fields.
+RESULT_RUN_FIELDS = ("model", "group", "augment", "data", "train_size", "seed", "epochs")
+RESULT_COMMON_KEYS = (*RESULT_RUN_FIELDS, "identity", "config", "wall_time_s")
+RESULT_REQUIRED_KEYS = (*RESULT_RUN_FIELDS, "status", "final_test_error", "config")
+RESULT_OPTIONAL_KEYS = ("best_test_error", "best_epoch", "final_train_loss", "params", "macs", "equivariance_error",
+                        "equivariance_group", "wall_time_s", "device", "git_commit", "n_train", "steps", "robustness")
+# A line of metrics.jsonl; epochs without an evaluation (eval_every) lack test_loss and test_error.
+METRIC_KEYS = ("epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "epoch_time_s", "images_per_s")
+FINISHED, DIVERGED = "finished", "diverged"
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
@@ -127,21 +122,8 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
 
 def record_diverged(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
     """Write ``result.json`` with ``status: "diverged"`` and ``record`` (``epoch``, ``step``, ``loss``,
-    ``reason``, the run's fields and config): the report lists the run as excluded, never in a mean."""
+    ``reason`` and :data:`RESULT_COMMON_KEYS`): the report lists the run as excluded, never in a mean."""
     write_json(Path(run_dir) / RESULT, {**record, "status": DIVERGED})
-
-
-def read_status(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """``{"status": ..., "reason": ...}`` from ``result.json`` (``finished``, or ``diverged`` with its
-    ``epoch``, ``step``, ``loss`` and a one-line ``reason``); None when there is none or it is unreadable."""
-    try:
-        result = json.loads((Path(run_dir) / RESULT).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(result, dict) or "status" not in result:
-        return None
-    keys = ("status", "reason", "epoch", "step", "loss") if result["status"] == DIVERGED else ("status",)
-    return {"reason": "", **{k: result[k] for k in keys if k in result}}
 
 
 def check_same_identity(run_dir: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
@@ -154,16 +136,6 @@ def check_same_identity(run_dir: Path, saved: dict[str, Any], current: dict[str,
 
 
 # ----------------------------------------------------------------------------- the record, read back
-# The keys of result.json (written by Trainer.result) that readers rely on; FINISHED and DIVERGED are its statuses.
-RESULT_RUN_FIELDS = ("model", "group", "augment", "data", "train_size", "seed", "epochs")
-RESULT_REQUIRED_KEYS = (*RESULT_RUN_FIELDS, "status", "final_test_error", "config")
-RESULT_OPTIONAL_KEYS = ("best_test_error", "best_epoch", "final_train_loss", "params", "macs", "equivariance_error",
-                        "equivariance_group", "wall_time_s", "device", "git_commit", "n_train", "steps", "robustness")
-# A line of metrics.jsonl; epochs without an evaluation (eval_every) lack test_loss and test_error.
-METRIC_KEYS = ("epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "epoch_time_s", "images_per_s")
-FINISHED, DIVERGED = "finished", "diverged"
-
-
 class RunFileWarning(UserWarning):
     """A run file that exists but is unreadable or malformed; the reader goes on without it (or its bad lines).
     ``path`` names the file, ``problem`` says what is wrong."""
@@ -176,7 +148,8 @@ class RunFileWarning(UserWarning):
 def load_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """``result.json`` of ``run_dir`` as written (any status), or None: when it is absent, and (with a
     :class:`RunFileWarning`) when it is not a JSON object or is a finished result lacking
-    :data:`RESULT_REQUIRED_KEYS` or its config mapping."""
+    :data:`RESULT_REQUIRED_KEYS` or its config mapping. The one reader of the file: the trainer then redoes
+    the final evaluation from the last checkpoint, the report lists the run as excluded."""
     path = Path(run_dir) / RESULT
     if not path.exists():
         return None

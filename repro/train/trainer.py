@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -30,8 +31,8 @@ from .distributed import DistContext
 from .identity import identity_hash
 from .measure import equivariance_group, measure_equivariance, robustness_errors
 from .reproducible import determinism, epoch_batches, global_batches, seed_everything, stream_seed
-from .run_folder import (CONFIG, DIVERGED, METRICS, RESULT, check_same_identity, load_checkpoint, read_result,
-                         read_status, record_diverged, run_lock, save_checkpoint)
+from .run_folder import (CONFIG, DIVERGED, FINISHED, METRICS, RESULT, RunFileWarning, check_same_identity,
+                         load_checkpoint, load_result, record_diverged, run_lock, save_checkpoint)
 from .step import TrainStep, build_train_step, prepare_model, train_step
 from .stops import NO_SPACE, Diverged, DiskFull, Interrupted, RunLocked, StopSignal, stop_on_signals
 
@@ -153,18 +154,20 @@ class Trainer:
             yield
 
     def train_to_the_end(self) -> dict[str, Any]:
-        finished = read_result(self.run_dir)
-        if finished is not None:
-            check_same_identity(self.run_dir, finished.get("config", {}), self.config_dict)
-            self.say(f"already finished: {self.run_dir} (final test error {finished['final_test_error']:.2f}%)")
-            return finished
-        self.refuse_a_diverged_run()
+        record = self.read_record()
+        if record is not None and record["status"] == FINISHED:
+            check_same_identity(self.run_dir, record["config"], self.config_dict)
+            self.say(f"already finished: {self.run_dir} (final test error {record['final_test_error']:.2f}%)")
+            return record
+        if record is not None and record["status"] == DIVERGED:
+            self.refuse_a_diverged_run(record)
         checkpoint = load_checkpoint(self.run_dir)
         if checkpoint is not None:  # refuse a different experiment before any work
             check_same_identity(self.run_dir, checkpoint["config"], self.config_dict)
             self.epoch = int(checkpoint["epoch"]) + 1
         seed_everything(self.config.seed)
         self.state = setup(self.config, self.ctx)
+        self.config_dict = recorded_config(self.config)  # data.content of files a download just brought
         done = self.restore(checkpoint) if checkpoint is not None else 0
         if self.ctx.is_main:
             write_json(self.run_dir / CONFIG, self.config_dict)
@@ -192,14 +195,23 @@ class Trainer:
                  f" -> {self.run_dir / RESULT}")
         return result
 
-    def refuse_a_diverged_run(self) -> None:
-        """A run folder that recorded a divergence is not retrained: the same command would diverge again."""
-        status = read_status(self.run_dir)
-        if status is not None and status["status"] == DIVERGED:
-            check_same_identity(self.run_dir, json.loads((self.run_dir / RESULT).read_text()).get("config", {}),
-                                self.config_dict)
-            raise Diverged(f"{status['reason']}; not retrained: change optim.lr or grad_clip (a new run folder), "
-                           f"or delete {self.run_dir} to try again")
+    def read_record(self) -> dict[str, Any] | None:
+        """The folder's ``result.json`` (:func:`load_result`, any status), or None; a corrupt one is one
+        warning line and None, so the run resumes from its last checkpoint and redoes the final evaluation."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RunFileWarning)
+            record = load_result(self.run_dir)
+        for warning in (w.message for w in caught if isinstance(w.message, RunFileWarning)):
+            print(f"warning: {warning}; redoing the final evaluation from the last checkpoint", file=sys.stderr,
+                  flush=True)
+        return record
+
+    def refuse_a_diverged_run(self, record: dict[str, Any]) -> None:
+        """A run folder that recorded a divergence (``record``) is not retrained: the same command would
+        diverge again."""
+        check_same_identity(self.run_dir, record.get("config", {}), self.config_dict)
+        raise Diverged(f"{record.get('reason', 'diverged')}; not retrained: change optim.lr or grad_clip (a new run "
+                       f"folder), or delete {self.run_dir} to try again")
 
     def evaluates(self, epoch: int) -> bool:
         """Whether ``epoch`` ends with an evaluation: every ``eval_every`` epochs and the last."""
@@ -262,13 +274,9 @@ class Trainer:
         loss = loss if not math.isfinite(loss) else "non-finite on another rank"
         reason = f"diverged at epoch {epoch}, step {step + 1} of {len(losses)}: training loss {loss}"
         if self.ctx.is_main:
-            c = self.config
             record_diverged(self.run_dir, {
                 "epoch": epoch, "step": step + 1, "global_step": (epoch - 1) * self.state.steps_per_epoch + step + 1,
-                "loss": str(loss), "reason": reason, "model": c.model.name, "group": c.group.name,
-                "augment": c.augment["name"], "data": c.data.name, "train_size": c.data.train_size,
-                "seed": c.seed, "epochs": c.epochs, "identity": identity_hash(self.config_dict),
-                "config": self.config_dict, "wall_time_s": time.time() - self.start_time})
+                "loss": str(loss), "reason": reason, **self.run_fields()})
         raise Diverged(f"{reason}; lower optim.lr or set grad_clip (e.g. grad_clip=1.0) in a new run; "
                        f"recorded in {self.run_dir / RESULT}")
 
@@ -381,7 +389,17 @@ class Trainer:
                             run_name="-".join(tags) + f"-seed{c.seed}",
                             default_group=c.sweep_name if self.multirun else None, default_tags=tags)
 
+    def run_fields(self) -> dict[str, Any]:
+        """The keys of every ``result.json``, finished or diverged: :data:`~.run_folder.RESULT_COMMON_KEYS`
+        (what the run is, its identity and config, its wall time so far)."""
+        c = self.config
+        return {"model": c.model.name, "group": c.group.name, "augment": c.augment["name"], "data": c.data.name,
+                "train_size": c.data.train_size, "seed": c.seed, "epochs": c.epochs,
+                "identity": identity_hash(self.config_dict), "config": self.config_dict,
+                "wall_time_s": time.time() - self.start_time}
+
     def result(self) -> dict[str, Any]:
+        """The finished run's ``result.json``: :meth:`run_fields` and what it measured."""
         c, state, last = self.config, self.state, self.history[-1]
         evaluated = [row for row in self.history if "test_error" in row]  # the last epoch always is
         best = min(evaluated, key=lambda row: (row["test_error"], row["epoch"]))
@@ -390,19 +408,16 @@ class Trainer:
         main = self.ctx.is_main
         error = measure_equivariance(state.module, images, measured, c.eval_batch_size) if main else math.nan
         result = {
-            "status": "finished", "model": c.model.name, "group": c.group.name, "augment": c.augment["name"],
-            "data": c.data.name, "train_size": c.data.train_size, "n_train": int(state.train[0].shape[0]),
-            "seed": c.seed, "epochs": c.epochs, "steps": c.epochs * state.steps_per_epoch,
+            "status": FINISHED, **self.run_fields(), "n_train": int(state.train[0].shape[0]),
+            "steps": c.epochs * state.steps_per_epoch,
             "final_test_error": last["test_error"], "final_test_loss": last["test_loss"],
             "best_test_error": best["test_error"], "best_epoch": best["epoch"],
             "final_train_loss": last["train_loss"], "final_train_error": last["train_error"],
             "params": state.params, "macs": state.macs, "equivariance_error": error,
             "zca_shrinkage": state.data.zca_shrinkage,
             "equivariance_group": measured, "equivariance_images": int(images.shape[0]),
-            "identity": identity_hash(self.config_dict), "config": self.config_dict,
             **describe_machine(self.device, self.ctx.world_size),
-            "wall_time_s": time.time() - self.start_time,
-        }
+        }  # written with sorted keys (write_json)
         if c.robustness:
             result["robustness"] = robustness_errors(lambda t: self.evaluate(*state.test, transform=t)[1],
                                                      rotations=c.data.name == "digits_rot")
