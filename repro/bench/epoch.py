@@ -4,16 +4,13 @@ For each preset: the trainer's epoch (``repro.train.run`` as a user runs it: see
 augmentation, the train step, the divergence check, checkpoint and metrics every epoch, and the
 test-set evaluation at the preset's ``eval_every`` cadence, amortised over its epochs) beside a bare
 loop of the same model, batch, optimiser and augmentation that only steps: no evaluation, logging or
-checkpoints. The trainer's epoch is the marginal wall time of a run one epoch longer,
-``T(2 epochs) - T(1 epoch)``, so set-up and the final measurements cancel; the evaluation's cost
-(BN re-estimation and the test pass) is the last metrics row's epoch time minus its training time.
-The same process runs every side one after the other, on the same data; the bare loop reports the
-median of its epochs. ``compile``: the bare loop's step, eager and ``torch.compile``'d, timed
-interleaved on one batch, to say where compiling wins on this machine.
+checkpoints. Both run in one process on the same data, one epoch of each in turn (see
+:func:`measure_preset`); each side reports the median of its epochs. ``compile``: the bare
+loop's step, eager and ``torch.compile``'d, timed interleaved on one batch, to say where compiling
+wins on this machine.
 """
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -26,7 +23,7 @@ from gcnn.validation import check_choice
 
 from .timing import interleaved_timings
 
-__all__ = ["rotmnist_networks", "bare_loop_epochs", "trainer_epoch", "compile_speedup", "measure_preset",
+__all__ = ["rotmnist_networks", "bare_loop_epochs", "compile_speedup", "measure_preset",
            "run_epoch_bench", "epoch_section"]
 
 def rotmnist_networks() -> dict[str, tuple[str, ...]]:
@@ -61,29 +58,6 @@ def bare_loop_epochs(model: torch.nn.Module, images: torch.Tensor, labels: torch
     return seconds
 
 
-def _timed_run(overrides: Sequence[str], run_dir: Path) -> tuple[float, list[dict[str, Any]]]:
-    from repro.train import compose_config, run
-    from repro.train.run_folder import METRICS
-    start = time.perf_counter()
-    run(compose_config(list(overrides)), run_dir=run_dir)
-    seconds = time.perf_counter() - start
-    return seconds, [json.loads(line) for line in (run_dir / METRICS).read_text().splitlines() if line.strip()]
-
-
-def trainer_epoch(overrides: Sequence[str], n_train: int, eval_every: int, work_dir: Path) -> dict[str, float]:
-    """The trainer's seconds: ``train_s``, the marginal wall time of an epoch that does not evaluate;
-    ``eval_s``, the evaluation's share of an evaluated epoch; ``epoch_s = train_s + eval_s / eval_every``,
-    the mean epoch of a run at that cadence."""
-    plain = [*overrides, "robustness=false", "logger=none"]
-    short, _ = _timed_run([*plain, "epochs=1"], work_dir / "short")
-    long, rows = _timed_run([*plain, "epochs=2", "eval_every=2"], work_dir / "long")
-    last = rows[-1]
-    eval_s = last["epoch_time_s"] - n_train / last["images_per_s"]
-    train_s = long - short
-    return {"train_s": train_s, "eval_s": eval_s, "epoch_s": train_s + eval_s / eval_every,
-            "run_1_epoch_s": short, "run_2_epochs_s": long}
-
-
 COMPILE_KEYS = ("eager_step_s", "compiled_step_s", "compile_s", "compiled_speedup")
 
 
@@ -106,46 +80,73 @@ def compile_speedup(model_factory: Callable[[], torch.nn.Module], x: torch.Tenso
             "compiled_speedup": eager_s / compiled_s}
 
 
-def measure_preset(name: str, overrides: Sequence[str], work_dir: Path, *, bare_epochs_before: int = 1,
-                   with_compile: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """One network: the trainer's epoch at its preset's cadence, the bare loop's (median of its epochs:
-    ``bare_epochs_before`` after a warm-up epoch, then one after the trainer's runs), their ratio, and the
-    compiled step's speed-up."""
-    import models
-    from repro.data import build_data
-    from repro.train import compose_config, load_config
-    from repro.train.config import build_option
+def _trainer_epoch(trainer: Any, epoch: int) -> float:
+    """Seconds of one epoch of the trainer's loop as :meth:`Trainer.train_to_the_end` runs it: the epoch
+    (training, and the evaluation where the cadence asks), then the checkpoint and the metrics file."""
+    from repro.train.run_folder import save_checkpoint
+    start = time.perf_counter()
+    trainer.history.append(trainer.run_epoch(epoch))
+    save_checkpoint(trainer.run_dir, trainer.checkpoint(epoch))
+    trainer.write_metrics()
+    return time.perf_counter() - start
 
-    config = load_config(compose_config(list(overrides)))
-    data = build_data(config.data)
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure_preset(name: str, overrides: Sequence[str], work_dir: Path, *, rounds: int = 3,
+                   with_compile: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """One network: after a warm-up epoch of each, ``rounds`` rounds of one bare-loop epoch then one
+    trainer epoch that does not evaluate (interleaved, so drift of the machine hits both alike); then one
+    BN re-estimation and one test pass of the trainer. ``epoch_s`` = the trainer's median epoch +
+    test pass / ``eval_every`` + re-estimation / ``epochs`` (the preset re-estimates before its last
+    evaluation only); ``ratio`` = ``epoch_s`` / the bare loop's median epoch."""
+    import models
+    from repro.train import compose_config, load_config
+    from repro.train import distributed
+    from repro.train.config import build_option
+    from repro.train.trainer import Trainer, setup
+
+    config = load_config(compose_config([*overrides, "logger=none"]))
+    ctx = distributed.setup(config.device)
+    trainer = Trainer(config, work_dir / name, ctx)
+    trainer.run_dir.mkdir(parents=True, exist_ok=True)
+    trainer.state = setup(config, ctx)
+    (train_x, train_y), n_classes = trainer.state.train, trainer.state.data.num_classes
 
     def build() -> torch.nn.Module:
         torch.manual_seed(config.seed)
         m = config.model
-        return models.build_model(m.name, config.group.name, data.num_classes, in_channels=data.in_channels,
+        return models.build_model(m.name, config.group.name, n_classes, in_channels=train_x.shape[1],
                                   width=m.width, **dict(m.overrides))
 
     model = build()
     optimizer = build_option("optim", config.optim, params=model.parameters())
     augment = build_option("augment", config.augment)
-
-    def bare_epochs(epochs: int, seed: int) -> list[float]:
-        return bare_loop_epochs(model, data.train_x, data.train_y, config.batch_size, optimizer, augment, epochs,
-                                seed)
-
-    bare = bare_epochs(1 + bare_epochs_before, config.seed)[1:]  # after a warm-up epoch
-    trainer = trainer_epoch(overrides, len(data.train_y), config.eval_every, work_dir / name)
-    bare += bare_epochs(1, config.seed + 1)  # once more after the trainer: drift of the machine cancels
-    log(f"  {name}: bare loop epochs {', '.join(f'{s:.1f}' for s in bare)} s; trainer epoch "
-        f"{trainer['train_s']:.1f} s + evaluation {trainer['eval_s']:.1f} s every {config.eval_every}")
-    batch = data.train_x[: config.batch_size], data.train_y[: config.batch_size]
+    epochs = [e for e in range(1, config.epochs) if not trainer.evaluates(e)][: 1 + rounds]
+    bare, timed = [], []
+    for i, epoch in enumerate(epochs):  # the first of each is the warm-up
+        bare += bare_loop_epochs(model, train_x, train_y, config.batch_size, optimizer, augment, 1, seed=epoch)
+        timed.append(_trainer_epoch(trainer, epoch))
+    bare, timed = bare[1:], timed[1:]
+    recal_s = _timed(trainer.recalibrate_batchnorm) if config.bn_recalibration else 0.0
+    eval_s = _timed(lambda: trainer.evaluate(*trainer.state.test))
+    train_s, bare_s = statistics.median(timed), statistics.median(bare)
+    epoch_s = train_s + eval_s / config.eval_every + recal_s / config.epochs
+    log(f"  {name}: bare loop epochs {', '.join(f'{s:.1f}' for s in bare)} s; trainer epochs "
+        f"{', '.join(f'{s:.1f}' for s in timed)} s; test pass {eval_s:.1f} s every {config.eval_every}, "
+        f"BN re-estimation {recal_s:.1f} s")
+    batch = train_x[: config.batch_size], train_y[: config.batch_size]
     compiled = compile_speedup(build, *batch) if with_compile else dict.fromkeys(COMPILE_KEYS)
-    bare_s = statistics.median(bare)
     row = {"network": name, "overrides": list(overrides), "model": config.model.name, "group": config.group.name,
            "epochs": config.epochs, "eval_every": config.eval_every, "batch_size": config.batch_size,
-           "n_train": len(data.train_y), "n_test": len(data.test_y), "bare_epoch_s": bare_s,
-           "bare_samples_s": bare, **trainer, "ratio": trainer["epoch_s"] / bare_s, **compiled,
-           "projected_run_s": config.epochs * trainer["epoch_s"]}
+           "eval_batch_size": config.eval_batch_size, "n_train": len(train_y), "n_test": len(trainer.state.test[1]),
+           "bare_epoch_s": bare_s, "bare_samples_s": bare, "train_s": train_s, "trainer_samples_s": timed,
+           "eval_s": eval_s, "recal_s": recal_s, "epoch_s": epoch_s, "ratio": epoch_s / bare_s, **compiled,
+           "projected_run_s": config.epochs * epoch_s}
     log(f"  {name}: ratio {row['ratio']:.3f}x, projected run {row['projected_run_s'] / 3600:.2f} h"
         + (f", compiled step {compiled['compiled_speedup']:.2f}x eager (compile {compiled['compile_s']:.0f} s)"
            if with_compile else ""))
@@ -154,10 +155,10 @@ def measure_preset(name: str, overrides: Sequence[str], work_dir: Path, *, bare_
 
 EPOCH_RATIO_LIMIT = 1.10   # the trainer's epoch (at the preset's cadence) over the bare loop's
 EPOCH_NOTE = ("Synthetic MNIST-rot-format data, {n_train:,} train and {n_test:,} test images (MNIST-rot: 12,000 / "
-              "50,000; timings do not depend on pixel values). Trainer epoch = T(2 epochs) - T(1 epoch) of "
-              "repro.train.run "
-              "(robustness and logging off: one-off or optional), plus the evaluation (BN re-estimation "
-              "and the test pass) divided by eval_every. Bare loop: shuffle, augment, forward, loss, "
+              "50,000; timings do not depend on pixel values). Bare-loop and trainer epochs alternate in "
+              "one process after a warm-up epoch of each; a trainer epoch is its loop's body (the epoch, the "
+              "checkpoint, the metrics file; no logger). Trainer at cadence = its median epoch + the test "
+              "pass / eval_every + the BN re-estimation / epochs. Bare loop: shuffle, augment, forward, loss, "
               "backward, Adam step; median of its epochs after a warm-up epoch.")
 
 
@@ -202,10 +203,12 @@ def run_epoch_bench(out_dir: str | Path, command: str, *, networks: Sequence[str
 def epoch_section(rows: Sequence[dict]) -> str:
     """The markdown section of :func:`run_epoch_bench`'s rows."""
     from repro.markdown import markdown_table
-    header = ["network", "overrides", "epochs", "eval every", "bare epoch s", "trainer epoch s", "evaluation s",
-              "trainer at cadence s", "ratio", "compiled step vs eager", "compile s", "projected run h"]
+    header = ["network", "overrides", "epochs", "eval every", "bare epoch s", "trainer epoch s", "test pass s",
+              "BN re-estimation s", "trainer at cadence s", "ratio", "compiled step vs eager", "compile s",
+              "projected run h"]
     body = [[r["network"], " ".join(r["overrides"][:2]), r["epochs"], r["eval_every"],
-             f"{r['bare_epoch_s']:.2f}", f"{r['train_s']:.2f}", f"{r['eval_s']:.2f}", f"{r['epoch_s']:.2f}",
+             f"{r['bare_epoch_s']:.2f}", f"{r['train_s']:.2f}", f"{r['eval_s']:.2f}", f"{r['recal_s']:.2f}",
+             f"{r['epoch_s']:.2f}",
              f"{r['ratio']:.3f}x", "-" if r["compiled_speedup"] is None else f"{r['compiled_speedup']:.2f}x",
              "-" if r["compile_s"] is None else f"{r['compile_s']:.0f}", f"{r['projected_run_s'] / 3600:.2f}"]
             for r in rows]
