@@ -65,7 +65,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv with the pinned stack
 
 test: install  ## the default test suite (slow tests excluded)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --durations=15
 
 test-slow: install  ## only the tests marked slow
 	$(PY) -m pytest -q -m slow
