@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from gcnn.validation import check_choice
 
-from .timing import interleaved_timings
+from .timing import interleaved_timings, time_calls
 
 __all__ = ["rotmnist_networks", "bare_loop_epochs", "compile_speedup", "measure_preset",
            "run_epoch_bench", "epoch_section"]
@@ -91,12 +91,6 @@ def _trainer_epoch(trainer: Any, epoch: int) -> float:
     return time.perf_counter() - start
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def measure_preset(name: str, overrides: Sequence[str], work_dir: Path, *, rounds: int = 3,
                    with_compile: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """One network: after a warm-up epoch of each, ``rounds`` rounds of one bare-loop epoch then one
@@ -132,8 +126,8 @@ def measure_preset(name: str, overrides: Sequence[str], work_dir: Path, *, round
         bare += bare_loop_epochs(model, train_x, train_y, config.batch_size, optimizer, augment, 1, seed=epoch)
         timed.append(_trainer_epoch(trainer, epoch))
     bare, timed = bare[1:], timed[1:]
-    recal_s = _timed(trainer.recalibrate_batchnorm) if config.bn_recalibration else 0.0
-    eval_s = _timed(lambda: trainer.evaluate(*trainer.state.test))
+    recal_s = time_calls(trainer.recalibrate_batchnorm, 1, "cpu") if config.bn_recalibration else 0.0
+    eval_s = time_calls(lambda: trainer.evaluate(*trainer.state.test), 1, "cpu")
     train_s, bare_s = statistics.median(timed), statistics.median(bare)
     epoch_s = train_s + eval_s / config.eval_every + recal_s / config.epochs
     log(f"  {name}: bare loop epochs {', '.join(f'{s:.1f}' for s in bare)} s; trainer epochs "
